@@ -1,0 +1,269 @@
+// The dynamic micro-batcher: owns the request queue, the one timer, the slabs and the batches in flight.
+// Requests of any RPC come in through enqueue(); the policy (policy.ts) decides when a batch goes; the batch is
+// assembled into a free slab and handed to the executor (the worker pool); each request then gets exactly one of
+// complete() or fail(), unless it was cancelled, in which case nobody is listening and it is dropped silently.
+import { performance } from 'node:perf_hooks';
+import { deadlineExceeded, internal, type ServingError } from '../main/errors';
+import { decide, type BatchPolicy } from './policy';
+import { RingQueue } from './queue';
+import { slabViews, type SlabLayout, type SlabViews } from './slab';
+
+/**
+ * A request as the batcher sees it. The caller fills it and hands it to enqueue(); from then on the batcher owns
+ * it until it calls complete() or fail() (or drops it, cancelled). `outputs` in complete() is a view into shared
+ * memory that is reused as soon as complete() returns: copy what you keep.
+ */
+export interface BatchRequest {
+  readonly features: Float32Array;
+  readonly rows: number;
+  /** performance.now() by which the answer is useless; Infinity for none. */
+  readonly deadline: number;
+  /** performance.now() at enqueue; written by the batcher. */
+  enqueuedAt: number;
+  /** Written by the batcher: true from enqueue until the request is taken into a batch or dropped. */
+  queued: boolean;
+  /** Set through Batcher.cancel() only. */
+  cancelled: boolean;
+  complete(outputs: Float32Array, batchRows: number, queueUs: number, computeUs: number): void;
+  fail(error: ServingError): void;
+}
+
+export interface BatchResult {
+  /** Time the worker spent computing, measured inside the worker. */
+  computeUs: number;
+  /** Which worker ran the batch. */
+  worker: number;
+}
+
+/** Runs the batch held in slab `slab` (its first `rows` input rows), writing its output rows into the same slab. */
+export interface BatchExecutor {
+  run(slab: number, rows: number): Promise<BatchResult>;
+}
+
+export interface BatcherOptions extends BatchPolicy {
+  /** Rows the queue may hold; enqueue() refuses beyond it. */
+  maxQueueRows: number;
+  layout: SlabLayout;
+  /** One per batch that may be in flight at once. */
+  slabs: readonly SharedArrayBuffer[];
+  executor: BatchExecutor;
+}
+
+/** Sub-millisecond waits are polled once per event-loop turn: setTimeout cannot wait less than 1 ms. */
+const TIMER_THRESHOLD_US = 1000;
+
+export class Batcher {
+  private readonly queue = new RingQueue<BatchRequest>();
+  private queuedRows = 0;
+  private readonly views: SlabViews[];
+  private readonly freeSlabs: number[];
+  /** The requests riding in each slab while it is in flight; reused arrays, indexed by slab. */
+  private readonly members: BatchRequest[][];
+  private pumpQueued = false;
+  private timer: NodeJS.Timeout | null = null;
+  private timerDue = Infinity;
+  private drainWaiters: Array<() => void> = [];
+  private roomWaiters: Array<() => void> = [];
+
+  constructor(private readonly options: BatcherOptions) {
+    this.views = options.slabs.map((slab) => slabViews(slab, options.layout));
+    this.freeSlabs = options.slabs.map((_, i) => i).reverse();
+    this.members = options.slabs.map(() => []);
+  }
+
+  /** Rows waiting for a batch (cancelled requests leave at once). */
+  get queuedRowCount(): number {
+    return this.queuedRows;
+  }
+
+  get inFlightBatches(): number {
+    return this.options.slabs.length - this.freeSlabs.length;
+  }
+
+  get maxQueueRows(): number {
+    return this.options.maxQueueRows;
+  }
+
+  /** Whether `rows` more rows fit in the queue now. */
+  hasRoomFor(rows: number): boolean {
+    return this.queuedRows + rows <= this.options.maxQueueRows;
+  }
+
+  /** Takes ownership of `request`; false (and no ownership) when the queue has no room for its rows. */
+  enqueue(request: BatchRequest): boolean {
+    if (!this.hasRoomFor(request.rows)) return false;
+    request.enqueuedAt = performance.now();
+    request.queued = true;
+    this.queue.push(request);
+    this.queuedRows += request.rows;
+    this.schedulePump();
+    return true;
+  }
+
+  /** The caller no longer wants the answer: the request leaves the queue's count now and is never computed. */
+  cancel(request: BatchRequest): void {
+    if (request.cancelled) return;
+    request.cancelled = true;
+    if (request.queued) {
+      request.queued = false;
+      this.queuedRows -= request.rows;
+      this.notifyRoom();
+      this.notifyIfDrained();
+    }
+  }
+
+  /** Calls `callback` once, the next time rows leave the queue (for callers that wait for room). */
+  onceRoom(callback: () => void): void {
+    this.roomWaiters.push(callback);
+  }
+
+  /** Resolves once nothing is queued and no batch is in flight. */
+  drain(): Promise<void> {
+    if (this.isDrained()) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private isDrained(): boolean {
+    return this.queuedRows === 0 && this.inFlightBatches === 0;
+  }
+
+  private notifyIfDrained(): void {
+    if (this.drainWaiters.length === 0 || !this.isDrained()) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private schedulePump(): void {
+    // Deferred to the end of this event-loop turn, so that every request read from the socket in this turn
+    // joins the same decision.
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(this.onPump);
+  }
+
+  private readonly onPump = (): void => {
+    this.pumpQueued = false;
+    this.pump();
+  };
+
+  private readonly onTimer = (): void => {
+    this.timer = null;
+    this.timerDue = Infinity;
+    this.pump();
+  };
+
+  private pump(): void {
+    while (this.freeSlabs.length > 0) {
+      const now = performance.now();
+      const oldest = this.dropExpiredHead(now);
+      if (oldest === undefined) break;
+      const decision = decide(this.queuedRows, (now - oldest.enqueuedAt) * 1000, this.options);
+      if (!decision.dispatch) {
+        this.wakeIn(decision.waitUs, now);
+        break;
+      }
+      this.dispatch(decision.rows, now);
+    }
+    this.notifyRoom();
+    this.notifyIfDrained();
+  }
+
+  private notifyRoom(): void {
+    if (this.roomWaiters.length === 0 || this.queuedRows >= this.options.maxQueueRows) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const callback of waiters) callback();
+  }
+
+  private wakeIn(waitUs: number, now: number): void {
+    if (waitUs < TIMER_THRESHOLD_US) {
+      this.schedulePump();
+      return;
+    }
+    const due = now + waitUs / 1000;
+    if (this.timer !== null && this.timerDue <= due) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerDue = due;
+    this.timer = setTimeout(this.onTimer, Math.floor(waitUs / 1000));
+  }
+
+  /** Removes cancelled and expired requests from the head of the queue; returns the first live one. */
+  private dropExpiredHead(now: number): BatchRequest | undefined {
+    for (let head = this.queue.peek(); head !== undefined; head = this.queue.peek()) {
+      if (head.queued && head.deadline > now) return head;
+      this.queue.shift();
+      this.drop(head);
+    }
+    return undefined;
+  }
+
+  private drop(request: BatchRequest): void {
+    if (!request.queued) return; // cancelled: already uncounted, and nobody listens
+    request.queued = false;
+    this.queuedRows -= request.rows;
+    request.fail(deadlineExceeded('deadline exceeded while queued; not computed'));
+  }
+
+  /** Assembles up to `maxRows` rows (at least the oldest request) into a free slab and sends it to a worker. */
+  private dispatch(maxRows: number, now: number): void {
+    const slab = this.freeSlabs.pop()!;
+    const input = this.views[slab].input;
+    const width = this.options.layout.inputWidth;
+    const members = this.members[slab];
+    let rows = 0;
+    for (let next = this.queue.peek(); next !== undefined; next = this.queue.peek()) {
+      if (!next.queued || next.deadline <= now) {
+        this.queue.shift();
+        this.drop(next);
+        continue;
+      }
+      if (rows > 0 && rows + next.rows > maxRows) break;
+      this.queue.shift();
+      next.queued = false;
+      this.queuedRows -= next.rows;
+      input.set(next.features, rows * width);
+      members.push(next);
+      rows += next.rows;
+    }
+    if (rows === 0) {
+      this.freeSlabs.push(slab);
+      return;
+    }
+    this.options.executor.run(slab, rows).then(
+      (result) => this.finish(slab, rows, now, result),
+      (error: unknown) => this.abort(slab, error),
+    );
+  }
+
+  private finish(slab: number, batchRows: number, dispatchedAt: number, result: BatchResult): void {
+    const output = this.views[slab].output;
+    const width = this.options.layout.outputWidth;
+    const members = this.members[slab];
+    let row = 0;
+    for (let i = 0; i < members.length; i++) {
+      const request = members[i];
+      const queueUs = (dispatchedAt - request.enqueuedAt) * 1000;
+      if (!request.cancelled) {
+        const start = row * width;
+        request.complete(output.subarray(start, start + request.rows * width), batchRows, queueUs, result.computeUs);
+      }
+      row += request.rows;
+    }
+    this.release(slab);
+  }
+
+  private abort(slab: number, error: unknown): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    const failure = internal(`inference failed: ${reason}`);
+    for (const request of this.members[slab]) if (!request.cancelled) request.fail(failure);
+    this.release(slab);
+  }
+
+  private release(slab: number): void {
+    this.members[slab].length = 0;
+    this.freeSlabs.push(slab);
+    if (this.queuedRows > 0) this.schedulePump();
+    this.notifyIfDrained();
+  }
+}

@@ -1,0 +1,45 @@
+// The shared memory a batch travels in. One slab per batch that may be in flight; each slab is one
+// SharedArrayBuffer holding an input region (maxBatchRows x inputWidth floats) and an output region
+// (maxBatchRows x outputWidth floats). Slabs are made once at startup and reused for every batch.
+//
+// Who owns a slab, at each stage (only the owner reads or writes it):
+//   free       main thread, in the batcher's free list
+//   filling    main thread: the batcher copies each request's rows into the input region, back to back
+//   computing  the worker that runs the batch: it reads the input rows and writes the output rows; the main
+//              thread holds only the slab's index until the worker's task resolves
+//   slicing    main thread: each request's output rows are copied out to its answer
+//   free       again, as soon as slicing ends
+// The hand-offs are piscina's task message (main -> worker) and the task's result (worker -> main); both go
+// through postMessage, which orders the memory writes before them.
+//
+// This module is shared by both sides of the pool; it imports nothing from either.
+
+export interface SlabLayout {
+  maxBatchRows: number;
+  inputWidth: number;
+  outputWidth: number;
+}
+
+export interface SlabViews {
+  input: Float32Array;
+  output: Float32Array;
+}
+
+const FLOAT_BYTES = 4;
+
+export function slabBytes(layout: SlabLayout): number {
+  return layout.maxBatchRows * (layout.inputWidth + layout.outputWidth) * FLOAT_BYTES;
+}
+
+export function createSlab(layout: SlabLayout): SharedArrayBuffer {
+  return new SharedArrayBuffer(slabBytes(layout));
+}
+
+/** Views of a slab's two regions; made once per slab per thread, never per batch. */
+export function slabViews(slab: SharedArrayBuffer, layout: SlabLayout): SlabViews {
+  const inputFloats = layout.maxBatchRows * layout.inputWidth;
+  return {
+    input: new Float32Array(slab, 0, inputFloats),
+    output: new Float32Array(slab, inputFloats * FLOAT_BYTES, layout.maxBatchRows * layout.outputWidth),
+  };
+}

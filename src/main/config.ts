@@ -1,0 +1,121 @@
+// Every setting tickserve reads, parsed and validated once at startup. Nothing else reads process.env.
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+
+/** A setting that cannot be used; the message names the variable, the value and what is allowed. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'TICKSERVE_CONFIG';
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    readonly allowed: string,
+  ) {
+    super(`${variable}=${JSON.stringify(value)} is invalid: ${allowed}`);
+  }
+}
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  host: string;
+  port: number;
+  modelPath: string;
+  modelName: string;
+  modelVersion: string;
+  /** Rows in the largest batch; also the largest batch_size one request may carry. */
+  maxBatchSize: number;
+  /** Longest the oldest queued request waits for company before its batch is dispatched. */
+  maxQueueDelayUs: number;
+  /** Rows the queue may hold; unary calls beyond it are refused with RESOURCE_EXHAUSTED. */
+  maxQueueSize: number;
+  /** Batch sizes (rows) to dispatch as soon as they can be formed; ascending, each <= maxBatchSize. */
+  preferredBatchSizes: number[];
+  workers: number;
+  ortIntraOpThreads: number;
+  executionProvider: ExecutionProvider;
+  maxReceiveMessageBytes: number;
+  /** Server-side deadline for calls whose client set none; 0: none. */
+  requestTimeoutMs: number;
+  shutdownGraceMs: number;
+  logLevel: LogLevel;
+}
+
+/** The root of the installed package (dist/src/main/ -> root), where models/ lives. */
+export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const DEFAULT_MODEL_PATH = path.join(PACKAGE_ROOT, 'models', 'default.onnx');
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = Number(raw.trim());
+  if (!/^[+]?\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    throw new ConfigError(name, raw, range);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = raw.trim().toLowerCase() as T;
+  if (!allowed.includes(value)) throw new ConfigError(name, raw, `one of ${allowed.join(', ')}`);
+  return value;
+}
+
+function text(env: Env, name: string, fallback: string, pattern: RegExp, allowed: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  if (!pattern.test(raw.trim())) throw new ConfigError(name, raw, allowed);
+  return raw.trim();
+}
+
+function preferredSizes(env: Env, maxBatchSize: number): number[] {
+  const raw = env.PREFERRED_BATCH_SIZES;
+  if (raw === undefined || raw.trim() === '') return [];
+  const allowed = `a comma-separated list of distinct integers from 1 to MAX_BATCH_SIZE (${maxBatchSize})`;
+  const parts = raw.split(',').map((s) => s.trim());
+  const sizes = parts.map(Number);
+  const valid = parts.every((p) => /^\d+$/.test(p)) && sizes.every((n) => n >= 1 && n <= maxBatchSize);
+  if (!valid || new Set(sizes).size !== sizes.length) throw new ConfigError('PREFERRED_BATCH_SIZES', raw, allowed);
+  return sizes.sort((a, b) => a - b);
+}
+
+export function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
+  return provider === 'cuda' ? gpus : Math.max(1, availableParallelism() - 1);
+}
+
+/** Reads and validates the whole configuration; throws ConfigError on the first bad value. */
+export function loadConfig(env: Env = process.env): Config {
+  const executionProvider = oneOf<ExecutionProvider>(env, 'EXECUTION_PROVIDER', 'cpu', ['cpu', 'cuda']);
+  const maxBatchSize = integer(env, 'MAX_BATCH_SIZE', 64, 1, 65_536);
+  const modelPath = path.resolve(env.MODEL_PATH?.trim() || DEFAULT_MODEL_PATH);
+  // CUDA_VISIBLE_DEVICES counts the GPUs a process may use; one worker each.
+  const gpus = (env.CUDA_VISIBLE_DEVICES ?? '0').split(',').filter((d) => d.trim() !== '').length || 1;
+  const config: Config = {
+    host: text(env, 'HOST', '0.0.0.0', /^[\w.:[\]-]+$/, 'a host name or IP address'),
+    port: integer(env, 'PORT', 50051, 0, 65_535),
+    modelPath,
+    modelName: text(env, 'MODEL_NAME', path.basename(modelPath, '.onnx'), /^[\w.-]+$/, 'letters, digits, _ . -'),
+    modelVersion: text(env, 'MODEL_VERSION', '1', /^[\w.-]+$/, 'letters, digits, _ . -'),
+    maxBatchSize,
+    maxQueueDelayUs: integer(env, 'MAX_QUEUE_DELAY_US', 100, 0, 10_000_000),
+    maxQueueSize: integer(env, 'MAX_QUEUE_SIZE', 4096, 1),
+    preferredBatchSizes: preferredSizes(env, maxBatchSize),
+    workers: integer(env, 'WORKERS', defaultWorkers(executionProvider, gpus), 1, 1024),
+    ortIntraOpThreads: integer(env, 'ORT_INTRA_OP_THREADS', 1, 1, 1024),
+    executionProvider,
+    maxReceiveMessageBytes: integer(env, 'MAX_RECEIVE_MESSAGE_BYTES', 4 * 1024 * 1024, 64, 2 ** 31 - 1),
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 0, 0),
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
+    logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  };
+  if (config.maxQueueSize < config.maxBatchSize) {
+    throw new ConfigError('MAX_QUEUE_SIZE', String(config.maxQueueSize), `at least MAX_BATCH_SIZE (${maxBatchSize}) rows`);
+  }
+  return config;
+}

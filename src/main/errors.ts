@@ -1,0 +1,26 @@
+// Every failure a caller can see is a ServingError carrying its gRPC status; toServingError turns anything else
+// into one, in this one place, without leaking internals.
+import { status } from '@grpc/grpc-js';
+
+export class ServingError extends Error {
+  override readonly name = 'ServingError';
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const invalidArgument = (message: string) => new ServingError(status.INVALID_ARGUMENT, message);
+export const notFound = (message: string) => new ServingError(status.NOT_FOUND, message);
+export const resourceExhausted = (message: string) => new ServingError(status.RESOURCE_EXHAUSTED, message);
+export const unavailable = (message: string) => new ServingError(status.UNAVAILABLE, message);
+export const deadlineExceeded = (message: string) => new ServingError(status.DEADLINE_EXCEEDED, message);
+export const internal = (message: string) => new ServingError(status.INTERNAL, message);
+
+/** A ServingError as it is; anything unexpected as UNKNOWN with a generic message (the cause is logged, not sent). */
+export function toServingError(error: unknown): ServingError {
+  if (error instanceof ServingError) return error;
+  return new ServingError(status.UNKNOWN, 'unexpected server error');
+}

@@ -1,0 +1,21 @@
+// What the RPC handlers share: the batcher, the served model and the per-call limits.
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
+import type { Logger } from 'pino';
+import type { Batcher } from '../../batching/batcher';
+import type { ServedModel } from '../admission';
+
+export interface HandlerContext {
+  batcher: Batcher;
+  model: ServedModel;
+  /** Server-side deadline for calls whose client set none; 0: none. */
+  requestTimeoutMs: number;
+  logger: Logger;
+}
+
+/** The call's deadline on the performance.now() clock: the client's, else REQUEST_TIMEOUT_MS, else Infinity. */
+export function deadlineOf(call: ServerSurfaceCall, receivedAt: number, requestTimeoutMs: number): number {
+  const deadline = call.getDeadline();
+  const epochMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (Number.isFinite(epochMs)) return receivedAt + (epochMs - Date.now());
+  return requestTimeoutMs > 0 ? receivedAt + requestTimeoutMs : Infinity;
+}

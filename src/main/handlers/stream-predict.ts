@@ -1,0 +1,198 @@
+// StreamPredict: every message gets exactly one answer, in the order received, whatever batches and workers
+// computed them. A bad message is answered in its own slot (error set, no predictions) and the stream goes on.
+//
+// Flow control: the session stops reading (call.pause(), so HTTP/2 flow control pushes back on the client) while
+//   - STREAM_WINDOW messages of this stream are unanswered, or
+//   - the batcher's queue has no room (held slots wait for room rather than fail), or
+//   - the client does not read its answers (write() returned false; reading resumes on 'drain').
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { performance } from 'node:perf_hooks';
+import type { BatchRequest } from '../../batching/batcher';
+import { RingQueue } from '../../batching/queue';
+import { admit } from '../admission';
+import type { PredictRequest, PredictResponse } from '../codec';
+import { toServingError, type ServingError } from '../errors';
+import { deadlineOf, type HandlerContext } from './context';
+
+/** Messages of one stream that may be inside the server (queued, computing or unsent) before it stops reading. */
+export const STREAM_WINDOW = 1024;
+
+const NO_ROWS: Float32Array = new Float32Array(0);
+
+type Call = ServerDuplexStream<PredictRequest, PredictResponse>;
+
+class StreamSlot implements BatchRequest {
+  enqueuedAt = 0;
+  queued = false;
+  cancelled = false;
+  /** Set once the slot is answered; written to the client when every slot before it has been. */
+  response: PredictResponse | null = null;
+
+  constructor(
+    private readonly session: StreamSession,
+    readonly features: Float32Array,
+    readonly rows: number,
+    readonly deadline: number,
+    private readonly receivedAt: number,
+  ) {}
+
+  complete(outputs: Float32Array, batchRows: number, queueUs: number, computeUs: number): void {
+    this.response = {
+      predictions: outputs.slice(), // outputs is a view into a slab that is reused once we return
+      latencyMs: performance.now() - this.receivedAt,
+      modelVersion: this.session.modelVersion,
+      batchRows,
+      queueUs,
+      computeUs,
+      error: null,
+    };
+    this.session.flush();
+  }
+
+  fail(error: ServingError): void {
+    this.response = {
+      predictions: NO_ROWS,
+      latencyMs: performance.now() - this.receivedAt,
+      modelVersion: this.session.modelVersion,
+      batchRows: 0,
+      queueUs: 0,
+      computeUs: 0,
+      error: { code: error.code, message: error.message },
+    };
+    this.session.flush();
+  }
+}
+
+class StreamSession {
+  readonly modelVersion: string;
+  /** Every unanswered message, in arrival order. */
+  private readonly slots = new RingQueue<StreamSlot>(64);
+  /** Admitted slots waiting for room in the batcher's queue, in arrival order. */
+  private readonly held = new RingQueue<StreamSlot>(16);
+  private waitingForRoom = false;
+  private writeBlocked = false;
+  private clientDone = false;
+  private closed = false;
+  private draining = false;
+  private paused = false;
+
+  constructor(
+    private readonly call: Call,
+    private readonly context: HandlerContext,
+    private readonly sessions: Set<StreamSession>,
+  ) {
+    this.modelVersion = context.model.version;
+    sessions.add(this);
+    call.on('data', this.onData);
+    call.on('end', this.onEnd);
+    call.on('drain', this.onDrain);
+    call.on('cancelled', this.onClosed);
+    call.on('error', this.onClosed);
+  }
+
+  /** Shutdown: read nothing more, answer what was read, then end the stream with OK. */
+  drain(): void {
+    this.draining = true;
+    this.clientDone = true;
+    this.updateFlow();
+    this.endIfDone();
+  }
+
+  private readonly onData = (request: PredictRequest): void => {
+    if (this.closed) return;
+    const receivedAt = performance.now();
+    let slot: StreamSlot;
+    try {
+      const rows = admit(request, this.context.model);
+      const deadline = deadlineOf(this.call, receivedAt, this.context.requestTimeoutMs);
+      slot = new StreamSlot(this, request.features, rows, deadline, receivedAt);
+      this.slots.push(slot);
+      if (this.held.length > 0 || !this.context.batcher.enqueue(slot)) this.hold(slot);
+    } catch (error) {
+      slot = new StreamSlot(this, NO_ROWS, 0, Infinity, receivedAt);
+      this.slots.push(slot);
+      slot.fail(toServingError(error));
+    }
+    this.updateFlow();
+  };
+
+  private hold(slot: StreamSlot): void {
+    this.held.push(slot);
+    if (!this.waitingForRoom) {
+      this.waitingForRoom = true;
+      this.context.batcher.onceRoom(this.onRoom);
+    }
+  }
+
+  private readonly onRoom = (): void => {
+    this.waitingForRoom = false;
+    if (this.closed) return;
+    const batcher = this.context.batcher;
+    for (let slot = this.held.peek(); slot !== undefined; slot = this.held.peek()) {
+      if (!batcher.enqueue(slot)) {
+        this.waitingForRoom = true;
+        batcher.onceRoom(this.onRoom);
+        break;
+      }
+      this.held.shift();
+    }
+    this.updateFlow();
+  };
+
+  /** Writes every answered slot at the head of the stream, in order. */
+  flush(): void {
+    for (let slot = this.slots.peek(); slot?.response != null; slot = this.slots.peek()) {
+      this.slots.shift();
+      if (!this.closed && !this.call.write(slot.response)) this.writeBlocked = true;
+    }
+    this.updateFlow();
+    this.endIfDone();
+  }
+
+  private readonly onDrain = (): void => {
+    this.writeBlocked = false;
+    this.updateFlow();
+  };
+
+  private readonly onEnd = (): void => {
+    this.clientDone = true;
+    this.endIfDone();
+  };
+
+  private endIfDone(): void {
+    if (this.clientDone && !this.closed && this.slots.length === 0) {
+      this.closed = true;
+      this.sessions.delete(this);
+      this.call.end();
+    }
+  }
+
+  private readonly onClosed = (): void => {
+    if (this.closed) return;
+    this.closed = true;
+    this.sessions.delete(this);
+    const batcher = this.context.batcher;
+    for (let slot = this.slots.shift(); slot !== undefined; slot = this.slots.shift()) batcher.cancel(slot);
+    while (this.held.shift() !== undefined);
+  };
+
+  private updateFlow(): void {
+    const stop =
+      this.draining || this.writeBlocked || this.held.length > 0 || this.slots.length >= STREAM_WINDOW;
+    if (stop && !this.paused && !this.closed) {
+      this.paused = true;
+      this.call.pause();
+    } else if (!stop && this.paused) {
+      this.paused = false;
+      this.call.resume();
+    }
+  }
+}
+
+export function streamPredictHandler(context: HandlerContext, sessions: Set<StreamSession>) {
+  return (call: Call): void => {
+    new StreamSession(call, context, sessions);
+  };
+}
+
+export type { StreamSession };

@@ -1,0 +1,47 @@
+// Entry point: config -> server -> listen; SIGTERM/SIGINT -> graceful drain -> exit 0.
+import { ConfigError, loadConfig, type Config } from './config';
+import { createLogger } from './logger';
+import { InferenceServer } from './server';
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`tickserve: ${error.message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(config.logLevel);
+  let server: InferenceServer;
+  try {
+    server = await InferenceServer.create(config, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, 'startup failed');
+    process.stderr.write(`tickserve: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  }
+  const port = await server.listen();
+  logger.info({ config: { ...config, port }, model: server.model }, `tickserve serving ${config.modelName} on ${config.host}:${port}`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'draining');
+    server.close().then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+void main();
