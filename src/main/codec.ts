@@ -78,9 +78,11 @@ function skip(wireType: number): void {
     case WIRE_FIXED64:
       pos += 8;
       break;
-    case WIRE_LENGTH:
-      pos += length();
+    case WIRE_LENGTH: {
+      const n = length(); // read before adding: `pos += length()` would add to the stale pos
+      pos += n;
       return;
+    }
     case WIRE_FIXED32:
       pos += 4;
       break;

@@ -1,0 +1,125 @@
+// The purpose-built codec against protobufjs, the codec every ordinary client uses, on the same proto file.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import protobuf from 'protobufjs';
+import { decodePredictRequest, encodePredictResponse, type PredictResponse } from '../src/main/codec';
+import { PROTO_PATH } from '../src/main/server';
+
+const root = protobuf.loadSync(PROTO_PATH);
+const Request = root.lookupType('inference.PredictRequest');
+const Response = root.lookupType('inference.PredictResponse');
+
+const encodeRequest = (fields: object) => Buffer.from(Request.encode(Request.fromObject(fields)).finish());
+
+describe('PredictRequest decoding', () => {
+  it('decodes packed features, batch_size and model_version as protobufjs encodes them', () => {
+    const features = [0.5, -1.25, 3e-7, 1e9];
+    const decoded = decodePredictRequest(encodeRequest({ features, batchSize: 2, modelVersion: 'v7' }));
+    assert.equal(decoded.decodeError, null);
+    assert.deepEqual(Array.from(decoded.features), features.map(Math.fround));
+    assert.equal(decoded.batchSize, 2);
+    assert.equal(decoded.modelVersion, 'v7');
+  });
+
+  it('decodes an empty message as no features, batch_size 0, no version', () => {
+    const decoded = decodePredictRequest(Buffer.alloc(0));
+    assert.deepEqual(decoded, { features: new Float32Array(0), batchSize: 0, modelVersion: '', decodeError: null });
+  });
+
+  it('keeps a negative batch_size negative (int32 sent as a 10-byte varint)', () => {
+    assert.equal(decodePredictRequest(encodeRequest({ features: [1], batchSize: -3 })).batchSize, -3);
+  });
+
+  it('accepts unpacked and split features, in order', () => {
+    // field 1 unpacked (tag 0x0d, fixed32) twice, then one packed run of two floats
+    const bytes = Buffer.alloc(5 + 5 + 2 + 8);
+    bytes[0] = 0x0d;
+    bytes.writeFloatLE(1.5, 1);
+    bytes[5] = 0x0d;
+    bytes.writeFloatLE(2.5, 6);
+    bytes[10] = 0x0a;
+    bytes[11] = 8;
+    bytes.writeFloatLE(3.5, 12);
+    bytes.writeFloatLE(4.5, 16);
+    assert.deepEqual(Array.from(decodePredictRequest(bytes).features), [1.5, 2.5, 3.5, 4.5]);
+  });
+
+  it('skips fields it does not know', () => {
+    const known = encodeRequest({ features: [1, 2], batchSize: 1 });
+    const unknown = Buffer.from([0x48, 0x96, 0x01, 0x52, 0x02, 0x68, 0x69]); // field 9 varint, field 10 bytes
+    const decoded = decodePredictRequest(Buffer.concat([unknown, known]));
+    assert.equal(decoded.decodeError, null);
+    assert.deepEqual(Array.from(decoded.features), [1, 2]);
+  });
+
+  const malformed: Array<[string, Buffer, RegExp]> = [
+    ['truncated packed features', Buffer.from([0x0a, 0x08, 0, 0, 0x80, 0x3f]), /past the end/],
+    ['packed features not a multiple of 4 bytes', Buffer.from([0x0a, 0x03, 1, 2, 3]), /whole number of floats/],
+    ['a truncated varint', Buffer.from([0x10, 0x80]), /truncated varint/],
+    ['field 0', Buffer.from([0x00, 0x01]), /field number 0/],
+    ['features with the wrong wire type', Buffer.from([0x08, 0x01]), /field 1 has wire type 0/],
+    ['an end-group wire type', Buffer.from([0x4c]), /wire type 4/],
+  ];
+  for (const [name, bytes, message] of malformed) {
+    it(`reports ${name} as a decode error, without throwing`, () => {
+      const decoded = decodePredictRequest(bytes);
+      assert.match(decoded.decodeError ?? '', message);
+      assert.equal(decoded.features.length, 0);
+    });
+  }
+});
+
+describe('PredictResponse encoding', () => {
+  const base: PredictResponse = {
+    predictions: new Float32Array([0.25, 0.75, -2]),
+    latencyMs: 0.125,
+    modelVersion: '1',
+    batchRows: 12,
+    queueUs: 80.4,
+    computeUs: 300,
+    error: null,
+  };
+
+  it('is read back by protobufjs field for field', () => {
+    const decoded = Response.toObject(Response.decode(encodePredictResponse(base)), { longs: Number });
+    assert.deepEqual(decoded, {
+      predictions: [0.25, 0.75, -2],
+      latencyMs: 0.125,
+      modelVersion: '1',
+      batchRows: 12,
+      queueUs: 80,
+      computeUs: 300,
+    });
+  });
+
+  it('encodes a view into a larger buffer from its own offset', () => {
+    const slab = new Float32Array([9, 9, 1, 2, 9]);
+    const decoded = Response.decode(encodePredictResponse({ ...base, predictions: slab.subarray(2, 4) })) as unknown as {
+      predictions: number[];
+    };
+    assert.deepEqual(decoded.predictions, [1, 2]);
+  });
+
+  it('encodes a per-message error and no predictions', () => {
+    const bytes = encodePredictResponse({
+      ...base,
+      predictions: new Float32Array(0),
+      batchRows: 0,
+      queueUs: 0,
+      computeUs: 0,
+      error: { code: 3, message: 'wrong feature count: é' },
+    });
+    const decoded = Response.toObject(Response.decode(bytes));
+    assert.deepEqual(decoded, {
+      latencyMs: 0.125,
+      modelVersion: '1',
+      error: { code: 3, message: 'wrong feature count: é' },
+    });
+  });
+
+  it('writes large payloads with multi-byte lengths', () => {
+    const predictions = Float32Array.from({ length: 5000 }, (_, i) => i);
+    const decoded = Response.decode(encodePredictResponse({ ...base, predictions })) as unknown as { predictions: number[] };
+    assert.deepEqual(decoded.predictions, Array.from(predictions));
+  });
+});

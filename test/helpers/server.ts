@@ -1,0 +1,90 @@
+// A real tickserve on 127.0.0.1:0 and a real grpc-js client built from the proto with the generic codec, so that
+// every test also checks wire compatibility with ordinary clients.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/main/config';
+import { InferenceServer, PROTO_PATH } from '../../src/main/server';
+
+export interface PredictReply {
+  predictions: number[];
+  latency_ms: number;
+  model_version: string;
+  batch_rows: number;
+  queue_us: number;
+  compute_us: number;
+  error: { code: number; message: string } | null;
+}
+
+export interface ModelServiceClient extends grpc.Client {
+  Predict(
+    request: object,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, reply?: PredictReply) => void,
+  ): grpc.ClientUnaryCall;
+  StreamPredict(options?: grpc.CallOptions): grpc.ClientDuplexStream<object, PredictReply>;
+  HealthCheck(request: object, callback: (error: grpc.ServiceError | null, reply?: { healthy: boolean; status: string }) => void): void;
+}
+
+const definition = protoLoader.loadSync(PROTO_PATH, { keepCase: true, arrays: true, defaults: true, longs: Number });
+const ModelService = (grpc.loadPackageDefinition(definition).inference as grpc.GrpcObject)
+  .ModelService as grpc.ServiceClientConstructor;
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', LOG_LEVEL: 'silent', ...env });
+}
+
+export interface TestServer {
+  server: InferenceServer;
+  address: string;
+  client: ModelServiceClient;
+  close(): Promise<void>;
+}
+
+export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const server = await InferenceServer.create(testConfig(env), pino({ level: 'silent' }));
+  const port = await server.listen();
+  const address = `127.0.0.1:${port}`;
+  const client = new ModelService(address, grpc.credentials.createInsecure()) as unknown as ModelServiceClient;
+  return {
+    server,
+    address,
+    client,
+    async close() {
+      client.close();
+      await server.close(2000);
+    },
+  };
+}
+
+export interface UnaryResult {
+  reply: PredictReply;
+  trailers: Record<string, string>;
+}
+
+/** Predict, resolving with the reply and trailers, or rejecting with the ServiceError. */
+export function predict(client: ModelServiceClient, request: object, options: grpc.CallOptions = {}): Promise<UnaryResult> {
+  return new Promise((resolve, reject) => {
+    let reply: PredictReply | undefined;
+    const call = client.Predict(request, new grpc.Metadata(), options, (error, value) => {
+      if (error) reject(error);
+      else reply = value;
+    });
+    call.on('status', (status: grpc.StatusObject) => {
+      if (status.code !== grpc.status.OK || reply === undefined) return;
+      resolve({ reply, trailers: status.metadata.getMap() as Record<string, string> });
+    });
+  });
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, message = ''): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${message} length ${actual.length} != ${expected.length}`);
+  }
+  for (let i = 0; i < actual.length; i++) {
+    if (Math.abs(actual[i] - expected[i]) > 1e-5) {
+      throw new Error(`${message} [${i}]: ${actual[i]} != ${expected[i]}`);
+    }
+  }
+}
