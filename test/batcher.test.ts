@@ -178,18 +178,34 @@ describe('batcher', () => {
     assert.deepEqual(executor.batches, [2]);
   });
 
-  it('answers every request of a failed batch with INTERNAL and keeps going', async () => {
-    const { batcher, executor } = setup();
-    const run = executor.run.bind(executor);
-    let calls = 0;
-    executor.run = (slab, rows) => (calls++ === 0 ? Promise.reject(new Error('boom')) : run(slab, rows));
-    const failed = [new TestRequest(rowsOf([1, 1, 1]), 1), new TestRequest(rowsOf([2, 2, 2]), 1)];
-    for (const r of failed) batcher.enqueue(r);
-    await Promise.all(failed.map((r) => r.done));
-    for (const r of failed) assert.match(r.error?.message ?? '', /inference failed: boom/);
-    const next = new TestRequest(rowsOf([3, 3, 3]), 1);
-    batcher.enqueue(next);
-    await next.done;
-    assert.deepEqual(next.outputs, [9, 6]);
-  });
+  const failures: Array<[string, (run: BatchExecutor['run']) => BatchExecutor['run'], number, RegExp]> = [
+    ['the worker failed (UNAVAILABLE)', () => () => Promise.reject(new Error('worker exited')), 14, /worker exited/],
+    [
+      'the model failed (INTERNAL)',
+      (run) => async (slab, rows) => ({ ...(await run(slab, rows)), error: 'bad shape' }),
+      13,
+      /model failed on this batch: bad shape/,
+    ],
+  ];
+  for (const [name, fault, code, message] of failures) {
+    it(`answers every request of a batch whose ${name} with its status, and keeps going`, async () => {
+      const { batcher, executor } = setup();
+      const run = executor.run.bind(executor);
+      const faulty = fault(run);
+      let calls = 0;
+      executor.run = (slab, rows) => (calls++ === 0 ? faulty(slab, rows) : run(slab, rows));
+      const failed = [new TestRequest(rowsOf([1, 1, 1]), 1), new TestRequest(rowsOf([2, 2, 2]), 1)];
+      for (const r of failed) batcher.enqueue(r);
+      await Promise.all(failed.map((r) => r.done));
+      for (const r of failed) {
+        assert.equal(r.error?.code, code);
+        assert.match(r.error?.message ?? '', message);
+        assert.equal(r.answers, 1);
+      }
+      const next = new TestRequest(rowsOf([3, 3, 3]), 1);
+      batcher.enqueue(next);
+      await next.done;
+      assert.deepEqual(next.outputs, [9, 6]);
+    });
+  }
 });

@@ -3,7 +3,7 @@
 // assembled into a free slab and handed to the executor (the worker pool); each request then gets exactly one of
 // complete() or fail(), unless it was cancelled, in which case nobody is listening and it is dropped silently.
 import { performance } from 'node:perf_hooks';
-import { deadlineExceeded, internal, type ServingError } from '../main/errors';
+import { deadlineExceeded, internal, unavailable, type ServingError } from '../main/errors';
 import { decide, type BatchPolicy } from './policy';
 import { RingQueue } from './queue';
 import { slabViews, type SlabLayout, type SlabViews } from './slab';
@@ -33,9 +33,14 @@ export interface BatchResult {
   computeUs: number;
   /** Which worker ran the batch. */
   worker: number;
+  /** Set when the model failed on the batch: no outputs were written. */
+  error?: string;
 }
 
-/** Runs the batch held in slab `slab` (its first `rows` input rows), writing its output rows into the same slab. */
+/**
+ * Runs the batch held in slab `slab` (its first `rows` input rows), writing its output rows into the same slab.
+ * Rejects when the worker itself failed; by then nothing will touch the slab for this batch any more.
+ */
 export interface BatchExecutor {
   run(slab: number, rows: number): Promise<BatchResult>;
 }
@@ -154,13 +159,21 @@ export class Batcher {
   };
 
   private pump(): void {
-    while (this.freeSlabs.length > 0) {
+    for (;;) {
       const now = performance.now();
       const oldest = this.dropExpiredHead(now);
       if (oldest === undefined) break;
+      // Wake for the oldest request's deadline too, so that it is answered when it expires even while every
+      // worker is busy. (Calls with a client deadline leave by cancellation anyway; this serves
+      // REQUEST_TIMEOUT_MS, which is the same for all, so the oldest request expires first.)
+      const untilDeadlineUs = (oldest.deadline - now) * 1000;
+      if (this.freeSlabs.length === 0) {
+        this.wakeIn(untilDeadlineUs, now);
+        break;
+      }
       const decision = decide(this.queuedRows, (now - oldest.enqueuedAt) * 1000, this.options);
       if (!decision.dispatch) {
-        this.wakeIn(decision.waitUs, now);
+        this.wakeIn(Math.min(decision.waitUs, untilDeadlineUs), now);
         break;
       }
       this.dispatch(decision.rows, now);
@@ -177,6 +190,7 @@ export class Batcher {
   }
 
   private wakeIn(waitUs: number, now: number): void {
+    if (waitUs === Infinity) return;
     if (waitUs < TIMER_THRESHOLD_US) {
       this.schedulePump();
       return;
@@ -231,8 +245,11 @@ export class Batcher {
       return;
     }
     this.options.executor.run(slab, rows).then(
-      (result) => this.finish(slab, rows, now, result),
-      (error: unknown) => this.abort(slab, error),
+      (result) => {
+        if (result.error === undefined) this.finish(slab, rows, now, result);
+        else this.abort(slab, internal(`model failed on this batch: ${result.error}`));
+      },
+      (error: unknown) => this.abort(slab, unavailable(error instanceof Error ? error.message : String(error))),
     );
   }
 
@@ -253,9 +270,7 @@ export class Batcher {
     this.release(slab);
   }
 
-  private abort(slab: number, error: unknown): void {
-    const reason = error instanceof Error ? error.message : String(error);
-    const failure = internal(`inference failed: ${reason}`);
+  private abort(slab: number, failure: ServingError): void {
     for (const request of this.members[slab]) if (!request.cancelled) request.fail(failure);
     this.release(slab);
   }

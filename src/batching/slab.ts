@@ -43,3 +43,35 @@ export function slabViews(slab: SharedArrayBuffer, layout: SlabLayout): SlabView
     output: new Float32Array(slab, inputFloats * FLOAT_BYTES, layout.maxBatchRows * layout.outputWidth),
   };
 }
+
+// Claims: one Int32 per slab, in a SharedArrayBuffer of its own, that keeps a worker which was given up on (hung,
+// timed out) from touching a slab that the main thread has since reused. Before each batch the main thread stores a
+// fresh ticket (a positive number) in the slab's claim word and sends the ticket with the task. The worker swaps
+// ticket -> SLAB_CLAIMED before it reads the input rows and before it writes the output rows, and swaps back after.
+// To give a batch up, the main thread swaps ticket -> SLAB_REVOKED; if the worker holds the claim at that moment
+// (a copy of a few microseconds), the main thread waits for it to end. Once revoked, the worker's swaps fail and it
+// leaves the slab alone, so the slab can be reused at once.
+export const SLAB_CLAIMED = -1;
+export const SLAB_REVOKED = -2;
+
+export function createClaims(slabCount: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(slabCount * Int32Array.BYTES_PER_ELEMENT);
+}
+
+/** Worker side: takes the slab for one copy; false if the batch was given up on. */
+export function claimSlab(claims: Int32Array, slab: number, ticket: number): boolean {
+  return Atomics.compareExchange(claims, slab, ticket, SLAB_CLAIMED) === ticket;
+}
+
+/** Worker side: ends a claim taken by claimSlab. */
+export function unclaimSlab(claims: Int32Array, slab: number, ticket: number): void {
+  Atomics.store(claims, slab, ticket);
+  Atomics.notify(claims, slab);
+}
+
+/** Main side: gives up on the batch holding `ticket`; when it returns, no worker will touch the slab for it. */
+export function revokeSlab(claims: Int32Array, slab: number, ticket: number): void {
+  while (Atomics.compareExchange(claims, slab, ticket, SLAB_REVOKED) === SLAB_CLAIMED) {
+    Atomics.wait(claims, slab, SLAB_CLAIMED, 1);
+  }
+}

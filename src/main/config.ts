@@ -1,4 +1,5 @@
 // Every setting tickserve reads, parsed and validated once at startup. Nothing else reads process.env.
+import { accessSync, constants } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
@@ -34,12 +35,19 @@ export interface Config {
   preferredBatchSizes: number[];
   workers: number;
   ortIntraOpThreads: number;
+  /** Give up on a batch, and replace its worker, after this long; 0: never. */
+  workerTimeoutMs: number;
   executionProvider: ExecutionProvider;
   maxReceiveMessageBytes: number;
   /** Server-side deadline for calls whose client set none; 0: none. */
   requestTimeoutMs: number;
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  /** TLS: both set, or neither (plaintext). */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
+  /** mTLS: clients must present a certificate issued by this CA. */
+  tlsClientCaFile: string | null;
 }
 
 /** The root of the installed package (dist/src/main/ -> root), where models/ lives. */
@@ -85,6 +93,18 @@ function preferredSizes(env: Env, maxBatchSize: number): number[] {
   return sizes.sort((a, b) => a - b);
 }
 
+function readableFile(env: Env, name: string): string | null {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return null;
+  const file = path.resolve(raw.trim());
+  try {
+    accessSync(file, constants.R_OK);
+  } catch {
+    throw new ConfigError(name, raw, 'a readable file');
+  }
+  return file;
+}
+
 export function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
   return provider === 'cuda' ? gpus : Math.max(1, availableParallelism() - 1);
 }
@@ -108,12 +128,23 @@ export function loadConfig(env: Env = process.env): Config {
     preferredBatchSizes: preferredSizes(env, maxBatchSize),
     workers: integer(env, 'WORKERS', defaultWorkers(executionProvider, gpus), 1, 1024),
     ortIntraOpThreads: integer(env, 'ORT_INTRA_OP_THREADS', 1, 1, 1024),
+    workerTimeoutMs: integer(env, 'WORKER_TIMEOUT_MS', 5000, 0),
     executionProvider,
     maxReceiveMessageBytes: integer(env, 'MAX_RECEIVE_MESSAGE_BYTES', 4 * 1024 * 1024, 64, 2 ** 31 - 1),
     requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 0, 0),
     shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
     logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    tlsCertFile: readableFile(env, 'TLS_CERT_FILE'),
+    tlsKeyFile: readableFile(env, 'TLS_KEY_FILE'),
+    tlsClientCaFile: readableFile(env, 'TLS_CLIENT_CA_FILE'),
   };
+  if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
+    const [set, unset] = config.tlsCertFile === null ? ['TLS_KEY_FILE', 'TLS_CERT_FILE'] : ['TLS_CERT_FILE', 'TLS_KEY_FILE'];
+    throw new ConfigError(unset, env[unset] ?? '', `required when ${set} is set: TLS needs both a certificate and its key`);
+  }
+  if (config.tlsClientCaFile !== null && config.tlsCertFile === null) {
+    throw new ConfigError('TLS_CLIENT_CA_FILE', env.TLS_CLIENT_CA_FILE ?? '', 'needs TLS_CERT_FILE and TLS_KEY_FILE (mTLS is on top of TLS)');
+  }
   if (config.maxQueueSize < config.maxBatchSize) {
     throw new ConfigError('MAX_QUEUE_SIZE', String(config.maxQueueSize), `at least MAX_BATCH_SIZE (${maxBatchSize}) rows`);
   }

@@ -4,16 +4,17 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher } from '../batching/batcher';
-import { createSlab, type SlabLayout } from '../batching/slab';
+import { createClaims, createSlab, type SlabLayout } from '../batching/slab';
 import { inspectModel, type ModelInfo } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ServedModel } from './admission';
 import { decodePredictRequest, encodePredictResponse } from './codec';
 import { PACKAGE_ROOT, type Config } from './config';
-import type { HandlerContext } from './handlers/context';
+import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler, type StreamSession } from './handlers/stream-predict';
 
@@ -39,6 +40,14 @@ function modelServiceDefinition(packageDefinition: protoLoader.PackageDefinition
   };
 }
 
+/** Plaintext, TLS (TLS_CERT_FILE + TLS_KEY_FILE), or mTLS (plus TLS_CLIENT_CA_FILE). */
+function serverCredentials(config: Config): grpc.ServerCredentials {
+  if (config.tlsCertFile === null || config.tlsKeyFile === null) return grpc.ServerCredentials.createInsecure();
+  const keyPair = { cert_chain: readFileSync(config.tlsCertFile), private_key: readFileSync(config.tlsKeyFile) };
+  const clientCa = config.tlsClientCaFile === null ? null : readFileSync(config.tlsClientCaFile);
+  return grpc.ServerCredentials.createSsl(clientCa, [keyPair], clientCa !== null);
+}
+
 export interface ServerOptions {
   /** Worker entry for the pool; tests pass fixtures. */
   workerFilename?: string;
@@ -49,6 +58,7 @@ export class InferenceServer {
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   readonly batcher: Batcher;
   private readonly sessions = new Set<StreamSession>();
+  readonly counters: ServingCounters = { streamMessagesRead: 0 };
   private serving = false;
   private closing: Promise<void> | null = null;
 
@@ -81,6 +91,8 @@ export class InferenceServer {
       model: served,
       requestTimeoutMs: config.requestTimeoutMs,
       logger,
+      isDraining: () => this.closing !== null,
+      counters: this.counters,
     };
     const packageDefinition = protoLoader.loadSync([PROTO_PATH, healthProtoPath], PROTO_OPTIONS);
     this.grpcServer = new grpc.Server({
@@ -97,6 +109,13 @@ export class InferenceServer {
     new ReflectionService(packageDefinition).addToServer(this.grpcServer);
   }
 
+  /** Open StreamPredict calls, and their messages read but not yet answered. */
+  streamStats(): { open: number; unanswered: number } {
+    let unanswered = 0;
+    for (const session of this.sessions) unanswered += session.unanswered;
+    return { open: this.sessions.size, unanswered };
+  }
+
   /** Loads the model, starts the workers and warms them up; does not listen yet. */
   static async create(config: Config, logger: Logger, options: ServerOptions = {}): Promise<InferenceServer> {
     const model = await inspectModel(config.modelPath, config.executionProvider);
@@ -108,6 +127,7 @@ export class InferenceServer {
     const slabs = Array.from({ length: config.workers * SLABS_PER_WORKER }, () => createSlab(layout));
     const pool = new WorkerPool({
       workers: config.workers,
+      taskTimeoutMs: config.workerTimeoutMs,
       filename: options.workerFilename,
       init: {
         modelPath: config.modelPath,
@@ -116,6 +136,7 @@ export class InferenceServer {
         inputDims: model.inputDims,
         layout,
         slabs,
+        claims: createClaims(slabs.length),
         intraOpThreads: config.ortIntraOpThreads,
         executionProvider: config.executionProvider,
         workerIds: new SharedArrayBuffer(4),
@@ -123,7 +144,9 @@ export class InferenceServer {
     });
     try {
       // One one-row batch per slab, all at once: every worker loads its session before the server says SERVING.
-      await Promise.all(slabs.map((_, slab) => pool.run(slab, 1)));
+      const warmups = await Promise.all(slabs.map((_, slab) => pool.run(slab, 1)));
+      const failed = warmups.find((done) => done.error !== undefined);
+      if (failed) throw new Error(`model ${config.modelPath} fails on a batch of one row: ${failed.error}`);
     } catch (error) {
       await pool.close();
       throw error;
@@ -135,7 +158,7 @@ export class InferenceServer {
   async listen(): Promise<number> {
     const address = `${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.config.port}`;
     const port = await new Promise<number>((resolve, reject) => {
-      this.grpcServer.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      this.grpcServer.bindAsync(address, serverCredentials(this.config), (error, bound) =>
         error ? reject(error) : resolve(bound),
       );
     });

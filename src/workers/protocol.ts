@@ -12,6 +12,8 @@ export interface WorkerInit {
   inputDims: number[];
   layout: SlabLayout;
   slabs: SharedArrayBuffer[];
+  /** One Int32 claim word per slab (see slab.ts). */
+  claims: SharedArrayBuffer;
   intraOpThreads: number;
   executionProvider: ExecutionProvider;
   /** One Int32 that each worker increments once to take its id (and, with CUDA, its GPU). */
@@ -22,10 +24,16 @@ export interface WorkerInit {
 export interface BatchTask {
   slab: number;
   rows: number;
+  /** The ticket stored in the slab's claim word for this batch. */
+  ticket: number;
 }
 
 /** What a worker sends back once it has written the batch's outputs into the slab. */
 export interface BatchDone {
   computeUs: number;
   worker: number;
+  /** Set when the model failed on this batch (the worker itself is fine); no outputs were written. */
+  error?: string;
+  /** Set when the batch was given up on before the worker finished: it left the slab alone. */
+  revoked?: boolean;
 }

@@ -4,7 +4,11 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/main/config';
-import { InferenceServer, PROTO_PATH } from '../../src/main/server';
+import path from 'node:path';
+import { InferenceServer, PROTO_PATH, type ServerOptions } from '../../src/main/server';
+
+/** The test-only worker entry that injects faults (fixtures/faults.ts). */
+export const FAULT_WORKER = path.join(__dirname, '..', 'fixtures', 'fault-worker.js');
 
 export interface PredictReply {
   predictions: number[];
@@ -42,11 +46,15 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startServer(env: Record<string, string> = {}): Promise<TestServer> {
-  const server = await InferenceServer.create(testConfig(env), pino({ level: 'silent' }));
+export function modelClient(address: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}) {
+  return new ModelService(address, credentials, options) as unknown as ModelServiceClient;
+}
+
+export async function startServer(env: Record<string, string> = {}, options: ServerOptions = {}): Promise<TestServer> {
+  const server = await InferenceServer.create(testConfig(env), pino({ level: 'silent' }), options);
   const port = await server.listen();
   const address = `127.0.0.1:${port}`;
-  const client = new ModelService(address, grpc.credentials.createInsecure()) as unknown as ModelServiceClient;
+  const client = modelClient(address);
   return {
     server,
     address,

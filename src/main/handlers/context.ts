@@ -10,7 +10,17 @@ export interface HandlerContext {
   /** Server-side deadline for calls whose client set none; 0: none. */
   requestTimeoutMs: number;
   logger: Logger;
+  /** True once shutdown has begun: new calls are refused with UNAVAILABLE. */
+  isDraining(): boolean;
+  counters: ServingCounters;
 }
+
+/** Running totals kept by the handlers. */
+export interface ServingCounters {
+  streamMessagesRead: number;
+}
+
+export const SHUTTING_DOWN = 'server is shutting down; retry on another replica';
 
 /** The call's deadline on the performance.now() clock: the client's, else REQUEST_TIMEOUT_MS, else Infinity. */
 export function deadlineOf(call: ServerSurfaceCall, receivedAt: number, requestTimeoutMs: number): number {

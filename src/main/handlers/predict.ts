@@ -4,8 +4,8 @@ import { performance } from 'node:perf_hooks';
 import type { BatchRequest } from '../../batching/batcher';
 import { admit } from '../admission';
 import type { PredictRequest, PredictResponse } from '../codec';
-import { resourceExhausted, toServingError, type ServingError } from '../errors';
-import { deadlineOf, type HandlerContext } from './context';
+import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
+import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
 
 class UnaryRequest implements BatchRequest {
   enqueuedAt = 0;
@@ -49,6 +49,7 @@ export function predictHandler(context: HandlerContext) {
     const receivedAt = performance.now();
     let rows: number;
     try {
+      if (context.isDraining()) throw unavailable(SHUTTING_DOWN);
       rows = admit(call.request, model);
     } catch (error) {
       const failure = toServingError(error);

@@ -5,14 +5,14 @@
 //   - STREAM_WINDOW messages of this stream are unanswered, or
 //   - the batcher's queue has no room (held slots wait for room rather than fail), or
 //   - the client does not read its answers (write() returned false; reading resumes on 'drain').
-import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { performance } from 'node:perf_hooks';
 import type { BatchRequest } from '../../batching/batcher';
 import { RingQueue } from '../../batching/queue';
 import { admit } from '../admission';
 import type { PredictRequest, PredictResponse } from '../codec';
 import { toServingError, type ServingError } from '../errors';
-import { deadlineOf, type HandlerContext } from './context';
+import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
 
 /** Messages of one stream that may be inside the server (queued, computing or unsent) before it stops reading. */
 export const STREAM_WINDOW = 1024;
@@ -98,7 +98,13 @@ class StreamSession {
     this.endIfDone();
   }
 
+  /** Messages read and not yet answered (queued, computing, or waiting for the slots before them). */
+  get unanswered(): number {
+    return this.slots.length;
+  }
+
   private readonly onData = (request: PredictRequest): void => {
+    this.context.counters.streamMessagesRead++;
     if (this.closed) return;
     const receivedAt = performance.now();
     let slot: StreamSlot;
@@ -191,6 +197,10 @@ class StreamSession {
 
 export function streamPredictHandler(context: HandlerContext, sessions: Set<StreamSession>) {
   return (call: Call): void => {
+    if (context.isDraining()) {
+      call.emit('error', { code: status.UNAVAILABLE, details: SHUTTING_DOWN });
+      return;
+    }
     new StreamSession(call, context, sessions);
   };
 }

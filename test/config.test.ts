@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, DEFAULT_MODEL_PATH, loadConfig } from '../src/main/config';
+
+describe('config', () => {
+  it('has working defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.port, 50051);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.modelPath, DEFAULT_MODEL_PATH);
+    assert.equal(config.maxBatchSize, 64);
+    assert.equal(config.maxQueueDelayUs, 100);
+    assert.equal(config.maxQueueSize, 4096);
+    assert.deepEqual(config.preferredBatchSizes, []);
+    assert.ok(config.workers >= 1);
+    assert.equal(config.ortIntraOpThreads, 1);
+    assert.equal(config.executionProvider, 'cpu');
+    assert.equal(config.maxReceiveMessageBytes, 4 * 1024 * 1024);
+    assert.equal(config.workerTimeoutMs, 5000);
+    assert.equal(config.tlsCertFile, null);
+  });
+
+  it('reads values, sorts preferred sizes, and gives CUDA one worker per visible GPU', () => {
+    const config = loadConfig({ PORT: '7000', PREFERRED_BATCH_SIZES: '32, 8,16', EXECUTION_PROVIDER: 'CUDA', CUDA_VISIBLE_DEVICES: '0,1,3' });
+    assert.equal(config.port, 7000);
+    assert.deepEqual(config.preferredBatchSizes, [8, 16, 32]);
+    assert.equal(config.executionProvider, 'cuda');
+    assert.equal(config.workers, 3);
+  });
+
+  const bad: Array<[string, string, Record<string, string>?]> = [
+    ['HOST', 'a b'],
+    ['PORT', '-1'],
+    ['PORT', '1.5'],
+    ['MODEL_NAME', 'no spaces'],
+    ['MODEL_VERSION', 'v/1'],
+    ['MAX_BATCH_SIZE', '0'],
+    ['MAX_BATCH_SIZE', '12abc'],
+    ['MAX_QUEUE_DELAY_US', 'soon'],
+    ['MAX_QUEUE_SIZE', '0'],
+    ['PREFERRED_BATCH_SIZES', '4,4'],
+    ['PREFERRED_BATCH_SIZES', '0'],
+    ['PREFERRED_BATCH_SIZES', 'a,b'],
+    ['WORKERS', '0'],
+    ['ORT_INTRA_OP_THREADS', '0'],
+    ['WORKER_TIMEOUT_MS', '-1'],
+    ['EXECUTION_PROVIDER', 'tpu'],
+    ['MAX_RECEIVE_MESSAGE_BYTES', '10'],
+    ['REQUEST_TIMEOUT_MS', 'x'],
+    ['SHUTDOWN_GRACE_MS', '-5'],
+    ['LOG_LEVEL', 'verbose'],
+    ['TLS_CERT_FILE', '/no/such/cert.pem', { TLS_KEY_FILE: '/etc/hostname' }],
+    ['TLS_KEY_FILE', '/no/such/key.pem', { TLS_CERT_FILE: '/etc/hostname' }],
+    ['TLS_CLIENT_CA_FILE', '/no/such/ca.pem'],
+  ];
+  for (const [variable, value, extra] of bad) {
+    it(`${variable}=${JSON.stringify(value)} is refused, naming the variable and the value`, () => {
+      assert.throws(
+        () => loadConfig({ ...extra, [variable]: value }),
+        (error: ConfigError) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.variable, variable);
+          assert.ok(error.message.startsWith(`${variable}=${JSON.stringify(value)} is invalid: `), error.message);
+          return true;
+        },
+      );
+    });
+  }
+
+  it('TLS needs both the certificate and the key', () => {
+    assert.throws(() => loadConfig({ TLS_CERT_FILE: '/etc/hostname' }), /TLS_KEY_FILE="" is invalid: required when TLS_CERT_FILE is set/);
+    assert.throws(() => loadConfig({ TLS_KEY_FILE: '/etc/hostname' }), /TLS_CERT_FILE="" is invalid: required when TLS_KEY_FILE is set/);
+  });
+
+  it('mTLS needs TLS', () => {
+    assert.throws(() => loadConfig({ TLS_CLIENT_CA_FILE: '/etc/hostname' }), /TLS_CLIENT_CA_FILE="\/etc\/hostname" is invalid: needs TLS_CERT_FILE/);
+  });
+});
