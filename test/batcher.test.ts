@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
-import { Batcher, type BatchExecutor, type BatchRequest, type BatchResult } from '../src/batching/batcher';
+import { Batcher, type BatchExecutor, type BatchFigures, type BatchRequest, type BatchResult } from '../src/batching/batcher';
 import { createSlab, slabViews, type SlabLayout } from '../src/batching/slab';
 import type { ServingError } from '../src/main/errors';
 
@@ -43,18 +43,21 @@ class TestRequest implements BatchRequest {
   batchRows = 0;
   answers = 0;
   readonly done: Promise<void>;
+  readonly featureBytes: Buffer;
   private settle!: () => void;
   constructor(
-    readonly features: Float32Array,
+    features: Float32Array,
     readonly rows: number,
     readonly deadline = Infinity,
   ) {
+    this.featureBytes = Buffer.from(features.buffer, features.byteOffset, features.byteLength);
     this.done = new Promise((resolve) => (this.settle = resolve));
   }
-  complete(outputs: Float32Array, batchRows: number): void {
+  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
     this.answers++;
-    this.outputs = Array.from(outputs);
-    this.batchRows = batchRows;
+    this.outputs = [];
+    for (let at = start; at < end; at += 4) this.outputs.push(output.readFloatLE(at));
+    this.batchRows = batch.rows;
     this.settle();
   }
   fail(error: ServingError): void {

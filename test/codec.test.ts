@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import protobuf from 'protobufjs';
-import { decodePredictRequest, encodePredictResponse, type PredictResponse } from '../src/main/codec';
+import {
+  decodePredictRequest,
+  encodeFailure,
+  encodeResponse,
+  encodeVersionField,
+  readFeatures,
+  type ResponseFields,
+} from '../src/main/codec';
 import { PROTO_PATH } from '../src/main/server';
 
 const root = protobuf.loadSync(PROTO_PATH);
@@ -16,14 +23,15 @@ describe('PredictRequest decoding', () => {
     const features = [0.5, -1.25, 3e-7, 1e9];
     const decoded = decodePredictRequest(encodeRequest({ features, batchSize: 2, modelVersion: 'v7' }));
     assert.equal(decoded.decodeError, null);
-    assert.deepEqual(Array.from(decoded.features), features.map(Math.fround));
+    assert.deepEqual(Array.from(readFeatures(decoded)), features.map(Math.fround));
+    assert.equal(decoded.featureCount, 4);
     assert.equal(decoded.batchSize, 2);
     assert.equal(decoded.modelVersion, 'v7');
   });
 
   it('decodes an empty message as no features, batch_size 0, no version', () => {
     const decoded = decodePredictRequest(Buffer.alloc(0));
-    assert.deepEqual(decoded, { features: new Float32Array(0), batchSize: 0, modelVersion: '', decodeError: null });
+    assert.deepEqual(decoded, { featureBytes: Buffer.alloc(0), featureCount: 0, batchSize: 0, modelVersion: '', decodeError: null });
   });
 
   it('keeps a negative batch_size negative (int32 sent as a 10-byte varint)', () => {
@@ -41,7 +49,7 @@ describe('PredictRequest decoding', () => {
     bytes[11] = 8;
     bytes.writeFloatLE(3.5, 12);
     bytes.writeFloatLE(4.5, 16);
-    assert.deepEqual(Array.from(decodePredictRequest(bytes).features), [1.5, 2.5, 3.5, 4.5]);
+    assert.deepEqual(Array.from(readFeatures(decodePredictRequest(bytes))), [1.5, 2.5, 3.5, 4.5]);
   });
 
   it('skips fields it does not know', () => {
@@ -49,7 +57,7 @@ describe('PredictRequest decoding', () => {
     const unknown = Buffer.from([0x48, 0x96, 0x01, 0x52, 0x02, 0x68, 0x69]); // field 9 varint, field 10 bytes
     const decoded = decodePredictRequest(Buffer.concat([unknown, known]));
     assert.equal(decoded.decodeError, null);
-    assert.deepEqual(Array.from(decoded.features), [1, 2]);
+    assert.deepEqual(Array.from(readFeatures(decoded)), [1, 2]);
   });
 
   const malformed: Array<[string, Buffer, RegExp]> = [
@@ -64,24 +72,25 @@ describe('PredictRequest decoding', () => {
     it(`reports ${name} as a decode error, without throwing`, () => {
       const decoded = decodePredictRequest(bytes);
       assert.match(decoded.decodeError ?? '', message);
-      assert.equal(decoded.features.length, 0);
+      assert.equal(decoded.featureCount, 0);
     });
   }
 });
 
 describe('PredictResponse encoding', () => {
-  const base: PredictResponse = {
-    predictions: new Float32Array([0.25, 0.75, -2]),
+  const fields: ResponseFields = {
     latencyMs: 0.125,
-    modelVersion: '1',
+    versionField: encodeVersionField('1'),
     batchRows: 12,
     queueUs: 80.4,
     computeUs: 300,
     error: null,
   };
+  const bytesOf = (values: number[]) => Buffer.from(new Float32Array(values).buffer);
 
   it('is read back by protobufjs field for field', () => {
-    const decoded = Response.toObject(Response.decode(encodePredictResponse(base)), { longs: Number });
+    const predictions = bytesOf([0.25, 0.75, -2]);
+    const decoded = Response.toObject(Response.decode(encodeResponse(predictions, 0, predictions.length, fields)), { longs: Number });
     assert.deepEqual(decoded, {
       predictions: [0.25, 0.75, -2],
       latencyMs: 0.125,
@@ -92,23 +101,14 @@ describe('PredictResponse encoding', () => {
     });
   });
 
-  it('encodes a view into a larger buffer from its own offset', () => {
-    const slab = new Float32Array([9, 9, 1, 2, 9]);
-    const decoded = Response.decode(encodePredictResponse({ ...base, predictions: slab.subarray(2, 4) })) as unknown as {
-      predictions: number[];
-    };
+  it('encodes the given byte range of a larger buffer (a slab) only', () => {
+    const slab = bytesOf([9, 9, 1, 2, 9]);
+    const decoded = Response.decode(encodeResponse(slab, 8, 16, fields)) as unknown as { predictions: number[] };
     assert.deepEqual(decoded.predictions, [1, 2]);
   });
 
   it('encodes a per-message error and no predictions', () => {
-    const bytes = encodePredictResponse({
-      ...base,
-      predictions: new Float32Array(0),
-      batchRows: 0,
-      queueUs: 0,
-      computeUs: 0,
-      error: { code: 3, message: 'wrong feature count: é' },
-    });
+    const bytes = encodeFailure(0.125, encodeVersionField('1'), { code: 3, message: 'wrong feature count: é' });
     const decoded = Response.toObject(Response.decode(bytes));
     assert.deepEqual(decoded, {
       latencyMs: 0.125,
@@ -118,8 +118,9 @@ describe('PredictResponse encoding', () => {
   });
 
   it('writes large payloads with multi-byte lengths', () => {
-    const predictions = Float32Array.from({ length: 5000 }, (_, i) => i);
-    const decoded = Response.decode(encodePredictResponse({ ...base, predictions })) as unknown as { predictions: number[] };
-    assert.deepEqual(decoded.predictions, Array.from(predictions));
+    const values = Array.from({ length: 5000 }, (_, i) => i);
+    const predictions = bytesOf(values);
+    const decoded = Response.decode(encodeResponse(predictions, 0, predictions.length, fields)) as unknown as { predictions: number[] };
+    assert.deepEqual(decoded.predictions, values);
   });
 });

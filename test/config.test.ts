@@ -8,7 +8,7 @@ describe('config', () => {
     assert.equal(config.port, 50051);
     assert.equal(config.host, '0.0.0.0');
     assert.equal(config.modelPath, DEFAULT_MODEL_PATH);
-    assert.equal(config.maxBatchSize, 64);
+    assert.equal(config.maxBatchSize, 256);
     assert.equal(config.maxQueueDelayUs, 100);
     assert.equal(config.maxQueueSize, 4096);
     assert.deepEqual(config.preferredBatchSizes, []);

@@ -10,11 +10,11 @@ import { slabViews, type SlabLayout, type SlabViews } from './slab';
 
 /**
  * A request as the batcher sees it. The caller fills it and hands it to enqueue(); from then on the batcher owns
- * it until it calls complete() or fail() (or drops it, cancelled). `outputs` in complete() is a view into shared
- * memory that is reused as soon as complete() returns: copy what you keep.
+ * it until it calls complete() or fail() (or drops it, cancelled).
  */
 export interface BatchRequest {
-  readonly features: Float32Array;
+  /** rows x inputWidth little-endian float32s. */
+  readonly featureBytes: Buffer;
   readonly rows: number;
   /** performance.now() by which the answer is useless; Infinity for none. */
   readonly deadline: number;
@@ -24,8 +24,20 @@ export interface BatchRequest {
   queued: boolean;
   /** Set through Batcher.cancel() only. */
   cancelled: boolean;
-  complete(outputs: Float32Array, batchRows: number, queueUs: number, computeUs: number): void;
+  /**
+   * The answer is bytes `start` to `end` of `output`, a slab that is reused as soon as complete() returns: copy
+   * what you keep. `finishedAt` is performance.now() when the batch's results arrived.
+   */
+  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void;
   fail(error: ServingError): void;
+}
+
+/** How the batch that computed a request went; one object per batch, shared by its requests. */
+export interface BatchFigures {
+  rows: number;
+  computeUs: number;
+  finishedAt: number;
+  dispatchedAt: number;
 }
 
 export interface BatchResult {
@@ -56,6 +68,19 @@ export interface BatcherOptions extends BatchPolicy {
 
 /** Sub-millisecond waits are polled once per event-loop turn: setTimeout cannot wait less than 1 ms. */
 const TIMER_THRESHOLD_US = 1000;
+
+/** A caller's complete() that throws is a bug; it must not cost the batch's other requests their answers. */
+function answer(request: BatchRequest, output: Buffer, start: number, end: number, batch: BatchFigures): void {
+  try {
+    request.complete(output, start, end, batch);
+  } catch (error) {
+    try {
+      request.fail(internal(`answering failed: ${error instanceof Error ? error.message : String(error)}`));
+    } catch {
+      // nothing more can be done for this one request
+    }
+  }
+}
 
 export class Batcher {
   private readonly queue = new RingQueue<BatchRequest>();
@@ -222,8 +247,8 @@ export class Batcher {
   /** Assembles up to `maxRows` rows (at least the oldest request) into a free slab and sends it to a worker. */
   private dispatch(maxRows: number, now: number): void {
     const slab = this.freeSlabs.pop()!;
-    const input = this.views[slab].input;
-    const width = this.options.layout.inputWidth;
+    const input = this.views[slab].inputBytes;
+    const rowBytes = this.options.layout.inputWidth * 4;
     const members = this.members[slab];
     let rows = 0;
     for (let next = this.queue.peek(); next !== undefined; next = this.queue.peek()) {
@@ -236,7 +261,7 @@ export class Batcher {
       this.queue.shift();
       next.queued = false;
       this.queuedRows -= next.rows;
-      input.set(next.features, rows * width);
+      next.featureBytes.copy(input, rows * rowBytes);
       members.push(next);
       rows += next.rows;
     }
@@ -254,18 +279,16 @@ export class Batcher {
   }
 
   private finish(slab: number, batchRows: number, dispatchedAt: number, result: BatchResult): void {
-    const output = this.views[slab].output;
-    const width = this.options.layout.outputWidth;
+    const output = this.views[slab].outputBytes;
+    const rowBytes = this.options.layout.outputWidth * 4;
     const members = this.members[slab];
-    let row = 0;
+    const batch: BatchFigures = { rows: batchRows, computeUs: result.computeUs, finishedAt: performance.now(), dispatchedAt };
+    let start = 0;
     for (let i = 0; i < members.length; i++) {
       const request = members[i];
-      const queueUs = (dispatchedAt - request.enqueuedAt) * 1000;
-      if (!request.cancelled) {
-        const start = row * width;
-        request.complete(output.subarray(start, start + request.rows * width), batchRows, queueUs, result.computeUs);
-      }
-      row += request.rows;
+      const end = start + request.rows * rowBytes;
+      if (!request.cancelled) answer(request, output, start, end, batch);
+      start = end;
     }
     this.release(slab);
   }

@@ -23,6 +23,9 @@ export interface SlabLayout {
 export interface SlabViews {
   input: Float32Array;
   output: Float32Array;
+  /** The same regions as bytes, for copying request bytes in and answer bytes out without float conversion. */
+  inputBytes: Buffer;
+  outputBytes: Buffer;
 }
 
 const FLOAT_BYTES = 4;
@@ -38,9 +41,12 @@ export function createSlab(layout: SlabLayout): SharedArrayBuffer {
 /** Views of a slab's two regions; made once per slab per thread, never per batch. */
 export function slabViews(slab: SharedArrayBuffer, layout: SlabLayout): SlabViews {
   const inputFloats = layout.maxBatchRows * layout.inputWidth;
+  const outputFloats = layout.maxBatchRows * layout.outputWidth;
   return {
     input: new Float32Array(slab, 0, inputFloats),
-    output: new Float32Array(slab, inputFloats * FLOAT_BYTES, layout.maxBatchRows * layout.outputWidth),
+    output: new Float32Array(slab, inputFloats * FLOAT_BYTES, outputFloats),
+    inputBytes: Buffer.from(slab, 0, inputFloats * FLOAT_BYTES),
+    outputBytes: Buffer.from(slab, inputFloats * FLOAT_BYTES, outputFloats * FLOAT_BYTES),
   };
 }
 

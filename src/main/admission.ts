@@ -6,6 +6,8 @@ import { invalidArgument, notFound } from './errors';
 export interface ServedModel {
   name: string;
   version: string;
+  /** The version as an encoded model_version field, copied into every answer. */
+  versionField: Buffer;
   inputWidth: number;
   outputWidth: number;
   /** The largest batch_size a request may carry (MAX_BATCH_SIZE). */
@@ -24,19 +26,20 @@ export function admit(request: PredictRequest, model: ServedModel): number {
   }
   const rows = request.batchSize === 0 ? 1 : request.batchSize;
   const expected = rows * model.inputWidth;
-  const features = request.features;
-  if (features.length === 0) {
+  const count = request.featureCount;
+  if (count === 0) {
     throw invalidArgument(`features is empty: expected ${expected} floats (${rows} x ${model.inputWidth})`);
   }
-  if (features.length !== expected) {
+  if (count !== expected) {
     throw invalidArgument(
-      `wrong feature count: expected ${expected} (${rows} row${rows === 1 ? '' : 's'} x ${model.inputWidth}), got ${features.length}`,
+      `wrong feature count: expected ${expected} (${rows} row${rows === 1 ? '' : 's'} x ${model.inputWidth}), got ${count}`,
     );
   }
-  for (let i = 0; i < features.length; i++) {
-    // NaN - NaN and Inf - Inf are NaN; finite x - x is 0. Cheaper than Number.isFinite on a typed array.
-    if (features[i] - features[i] !== 0) {
-      throw invalidArgument(`features[${i}] is ${features[i]}: every feature must be a finite number`);
+  const bytes = request.featureBytes;
+  for (let at = 0; at < count * 4; at += 4) {
+    // A float32 is NaN or infinite exactly when its exponent bits are all ones.
+    if ((bytes.readUInt32LE(at) & 0x7f800000) === 0x7f800000) {
+      throw invalidArgument(`features[${at / 4}] is ${bytes.readFloatLE(at)}: every feature must be a finite number`);
     }
   }
   return rows;

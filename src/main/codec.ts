@@ -1,13 +1,17 @@
-// The wire codec of Predict and StreamPredict: PredictRequest bytes straight into a Float32Array, and a
-// PredictResponse from a Float32Array straight into bytes, with no JS array of numbers in between (what the
-// generic protobufjs codec builds, one boxed double per float). Field numbers follow proto/model_service.proto.
+// The wire codec of Predict and StreamPredict. A request's features stay the bytes they arrived as (a view into the
+// received message) until the batcher copies them into a slab; an answer is encoded from the slab's output bytes.
+// No JS array of numbers in between (the generic protobufjs codec builds one boxed double per float, both ways).
+// Field numbers follow proto/model_service.proto.
 //
 // Decoding never throws: a malformed message comes back with decodeError set, so that the handler can answer it
 // with INVALID_ARGUMENT (grpc-js would answer a throwing deserializer with INTERNAL).
-// Floats are copied as little-endian bytes into a Float32Array, which assumes a little-endian host (x86-64, arm64).
+// Floats travel as little-endian float32 bytes, as protobuf sends them; the slab's Float32Array views read them
+// natively, which assumes a little-endian host (x86-64, arm64).
 
 export interface PredictRequest {
-  features: Float32Array;
+  /** The features as little-endian float32 bytes, back to back. */
+  featureBytes: Buffer;
+  featureCount: number;
   /** As sent: 0 means one row; may be negative (rejected later). */
   batchSize: number;
   modelVersion: string;
@@ -20,10 +24,11 @@ export interface ResponseError {
   message: string;
 }
 
-export interface PredictResponse {
-  predictions: Float32Array;
+/** Everything of a PredictResponse but its predictions, which encodeResponse takes as bytes. */
+export interface ResponseFields {
   latencyMs: number;
-  modelVersion: string;
+  /** encodeVersionField(version), made once per served version. */
+  versionField: Buffer;
   batchRows: number;
   queueUs: number;
   computeUs: number;
@@ -35,8 +40,7 @@ const WIRE_FIXED64 = 1;
 const WIRE_LENGTH = 2;
 const WIRE_FIXED32 = 5;
 
-const EMPTY: Float32Array = new Float32Array(0);
-const EMPTY_BUFFER = Buffer.alloc(0);
+const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
 
 // Decoder cursor, module-level so that the hot path allocates no reader object; decoding is synchronous.
 let buf: Buffer = EMPTY_BUFFER;
@@ -93,27 +97,26 @@ function skip(wireType: number): void {
 }
 
 /** Copies the features out of the message; only called for the rare message with unpacked or split features. */
-function gatherFeatures(count: number): Float32Array {
-  const features = new Float32Array(count);
-  const bytes = new Uint8Array(features.buffer);
+function gatherFeatures(count: number): Buffer {
+  const bytes = Buffer.allocUnsafe(count * 4);
   let filled = 0;
   pos = 0;
   while (pos < buf.length) {
     const tag = varint32();
     if (tag === (1 << 3) + WIRE_LENGTH) {
       const n = length();
-      bytes.set(buf.subarray(pos, pos + n), filled);
+      buf.copy(bytes, filled, pos, pos + n);
       filled += n;
       pos += n;
     } else if (tag === (1 << 3) + WIRE_FIXED32) {
-      bytes.set(buf.subarray(pos, pos + 4), filled);
+      buf.copy(bytes, filled, pos, pos + 4);
       filled += 4;
       pos += 4;
     } else {
       skip(tag & 7);
     }
   }
-  return features;
+  return bytes;
 }
 
 export function decodePredictRequest(bytes: Buffer): PredictRequest {
@@ -157,17 +160,13 @@ export function decodePredictRequest(bytes: Buffer): PredictRequest {
         skip(wireType);
       }
     }
-    let features = EMPTY;
-    if (floatCount > 0 && simple) {
-      features = new Float32Array(floatCount);
-      new Uint8Array(features.buffer).set(buf.subarray(packedStart, packedStart + packedBytes));
-    } else if (floatCount > 0) {
-      features = gatherFeatures(floatCount);
-    }
-    return { features, batchSize, modelVersion, decodeError: null };
+    let featureBytes = EMPTY_BUFFER;
+    if (floatCount > 0 && simple) featureBytes = buf.subarray(packedStart, packedStart + packedBytes);
+    else if (floatCount > 0) featureBytes = gatherFeatures(floatCount);
+    return { featureBytes, featureCount: floatCount, batchSize, modelVersion, decodeError: null };
   } catch (error) {
     if (!(error instanceof Malformed)) throw error;
-    return { features: EMPTY, batchSize: 0, modelVersion: '', decodeError: error.message };
+    return { featureBytes: EMPTY_BUFFER, featureCount: 0, batchSize: 0, modelVersion: '', decodeError: error.message };
   } finally {
     buf = EMPTY_BUFFER; // do not keep the caller's message alive
   }
@@ -208,51 +207,67 @@ function errorSize(error: ResponseError): number {
   return uintFieldSize(error.code) + (messageBytes > 0 ? 1 + varintSize(messageBytes) + messageBytes : 0);
 }
 
-export function encodePredictResponse(response: PredictResponse): Buffer {
-  const predictionBytes = response.predictions.length * 4;
-  const versionBytes = Buffer.byteLength(response.modelVersion);
-  const queueUs = Math.round(response.queueUs);
-  const computeUs = Math.round(response.computeUs);
-  const nestedError = response.error === null ? 0 : errorSize(response.error);
+/** Field 3 (model_version), encoded once per served version and copied into every answer. */
+export function encodeVersionField(version: string): Buffer {
+  const bytes = Buffer.byteLength(version);
+  if (bytes === 0) return EMPTY_BUFFER;
+  const out = Buffer.allocUnsafe(1 + varintSize(bytes) + bytes);
+  out[0] = (3 << 3) | WIRE_LENGTH;
+  out.write(version, writeVarint(out, 1, bytes));
+  return out;
+}
+
+/** A PredictResponse whose predictions are bytes `start` to `end` of `source` (little-endian float32s). */
+export function encodeResponse(source: Buffer, start: number, end: number, fields: ResponseFields): Buffer {
+  const predictionBytes = end - start;
+  const queueUs = Math.round(fields.queueUs);
+  const computeUs = Math.round(fields.computeUs);
+  const nestedError = fields.error === null ? 0 : errorSize(fields.error);
   const size =
     (predictionBytes > 0 ? 1 + varintSize(predictionBytes) + predictionBytes : 0) +
-    (response.latencyMs !== 0 ? 5 : 0) +
-    (versionBytes > 0 ? 1 + varintSize(versionBytes) + versionBytes : 0) +
-    uintFieldSize(response.batchRows) +
+    (fields.latencyMs !== 0 ? 5 : 0) +
+    fields.versionField.length +
+    uintFieldSize(fields.batchRows) +
     uintFieldSize(queueUs) +
     uintFieldSize(computeUs) +
-    (response.error === null ? 0 : 1 + varintSize(nestedError) + nestedError);
+    (fields.error === null ? 0 : 1 + varintSize(nestedError) + nestedError);
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   if (predictionBytes > 0) {
     out[at++] = (1 << 3) | WIRE_LENGTH;
     at = writeVarint(out, at, predictionBytes);
-    const p = response.predictions;
-    out.set(new Uint8Array(p.buffer, p.byteOffset, predictionBytes), at);
-    at += predictionBytes;
+    at += source.copy(out, at, start, end);
   }
-  if (response.latencyMs !== 0) {
+  if (fields.latencyMs !== 0) {
     out[at++] = (2 << 3) | WIRE_FIXED32;
-    at = out.writeFloatLE(response.latencyMs, at);
+    at = out.writeFloatLE(fields.latencyMs, at);
   }
-  if (versionBytes > 0) {
-    out[at++] = (3 << 3) | WIRE_LENGTH;
-    at = writeVarint(out, at, versionBytes);
-    at += out.write(response.modelVersion, at);
-  }
-  at = writeUintField(out, at, (4 << 3) | WIRE_VARINT, response.batchRows);
+  at += fields.versionField.copy(out, at);
+  at = writeUintField(out, at, (4 << 3) | WIRE_VARINT, fields.batchRows);
   at = writeUintField(out, at, (5 << 3) | WIRE_VARINT, queueUs);
   at = writeUintField(out, at, (6 << 3) | WIRE_VARINT, computeUs);
-  if (response.error !== null) {
+  if (fields.error !== null) {
     out[at++] = (7 << 3) | WIRE_LENGTH;
     at = writeVarint(out, at, nestedError);
-    at = writeUintField(out, at, (1 << 3) | WIRE_VARINT, response.error.code);
-    const messageBytes = Buffer.byteLength(response.error.message);
+    at = writeUintField(out, at, (1 << 3) | WIRE_VARINT, fields.error.code);
+    const messageBytes = Buffer.byteLength(fields.error.message);
     if (messageBytes > 0) {
       out[at++] = (2 << 3) | WIRE_LENGTH;
       at = writeVarint(out, at, messageBytes);
-      at += out.write(response.error.message, at);
+      at += out.write(fields.error.message, at);
     }
   }
   return out;
+}
+
+/** A PredictResponse carrying only an error (a stream message that failed). */
+export function encodeFailure(latencyMs: number, versionField: Buffer, error: ResponseError): Buffer {
+  return encodeResponse(EMPTY_BUFFER, 0, 0, { latencyMs, versionField, batchRows: 0, queueUs: 0, computeUs: 0, error });
+}
+
+/** The features of a decoded request as numbers (for tests and diagnostics; the hot path never needs this). */
+export function readFeatures(request: PredictRequest): Float32Array {
+  const features = new Float32Array(request.featureCount);
+  for (let i = 0; i < features.length; i++) features[i] = request.featureBytes.readFloatLE(i * 4);
+  return features;
 }

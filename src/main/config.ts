@@ -112,7 +112,7 @@ export function defaultWorkers(provider: ExecutionProvider, gpus: number): numbe
 /** Reads and validates the whole configuration; throws ConfigError on the first bad value. */
 export function loadConfig(env: Env = process.env): Config {
   const executionProvider = oneOf<ExecutionProvider>(env, 'EXECUTION_PROVIDER', 'cpu', ['cpu', 'cuda']);
-  const maxBatchSize = integer(env, 'MAX_BATCH_SIZE', 64, 1, 65_536);
+  const maxBatchSize = integer(env, 'MAX_BATCH_SIZE', 256, 1, 65_536);
   const modelPath = path.resolve(env.MODEL_PATH?.trim() || DEFAULT_MODEL_PATH);
   // CUDA_VISIBLE_DEVICES counts the GPUs a process may use; one worker each.
   const gpus = (env.CUDA_VISIBLE_DEVICES ?? '0').split(',').filter((d) => d.trim() !== '').length || 1;

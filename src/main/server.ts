@@ -12,7 +12,7 @@ import { createClaims, createSlab, type SlabLayout } from '../batching/slab';
 import { inspectModel, type ModelInfo } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ServedModel } from './admission';
-import { decodePredictRequest, encodePredictResponse } from './codec';
+import { decodePredictRequest, encodeVersionField } from './codec';
 import { PACKAGE_ROOT, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
@@ -28,10 +28,11 @@ const PROTO_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enum
 
 function modelServiceDefinition(packageDefinition: protoLoader.PackageDefinition): grpc.ServiceDefinition {
   const generic = packageDefinition[SERVICE_NAME] as grpc.ServiceDefinition;
-  // Predict and StreamPredict use the purpose-built codec (codec.ts); HealthCheck keeps the generic one.
+  // Predict and StreamPredict use the purpose-built codec (codec.ts): handlers answer with encoded bytes, so the
+  // response serializer passes them through. HealthCheck keeps the generic codec.
   const codec = {
     requestDeserialize: decodePredictRequest,
-    responseSerialize: encodePredictResponse,
+    responseSerialize: (encoded: Buffer) => encoded,
   };
   return {
     ...generic,
@@ -82,6 +83,7 @@ export class InferenceServer {
     const served: ServedModel = {
       name: config.modelName,
       version: config.modelVersion,
+      versionField: encodeVersionField(config.modelVersion),
       inputWidth: model.inputWidth,
       outputWidth: model.outputWidth,
       maxRows: config.maxBatchSize,

@@ -1,9 +1,9 @@
 // Unary Predict: admit, enqueue, answer once with the rows and the batch's figures in the trailers.
 import { Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { performance } from 'node:perf_hooks';
-import type { BatchRequest } from '../../batching/batcher';
+import type { BatchFigures, BatchRequest } from '../../batching/batcher';
 import { admit } from '../admission';
-import type { PredictRequest, PredictResponse } from '../codec';
+import { encodeResponse, type PredictRequest } from '../codec';
 import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
 import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
 
@@ -13,28 +13,28 @@ class UnaryRequest implements BatchRequest {
   cancelled = false;
 
   constructor(
-    readonly features: Float32Array,
+    readonly featureBytes: Buffer,
     readonly rows: number,
     readonly deadline: number,
     private readonly receivedAt: number,
-    private readonly modelVersion: string,
-    private readonly callback: sendUnaryData<PredictResponse>,
+    private readonly versionField: Buffer,
+    private readonly callback: sendUnaryData<Buffer>,
   ) {}
 
-  complete(outputs: Float32Array, batchRows: number, queueUs: number, computeUs: number): void {
+  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
+    const queueUs = (batch.dispatchedAt - this.enqueuedAt) * 1000;
     const trailer = new Metadata();
-    trailer.set('x-batch-rows', String(batchRows));
+    trailer.set('x-batch-rows', String(batch.rows));
     trailer.set('x-queue-us', String(Math.round(queueUs)));
-    trailer.set('x-compute-us', String(Math.round(computeUs)));
-    const response: PredictResponse = {
-      predictions: outputs.slice(), // outputs is a view into a slab that is reused once we return
-      latencyMs: performance.now() - this.receivedAt,
-      modelVersion: this.modelVersion,
-      batchRows,
+    trailer.set('x-compute-us', String(Math.round(batch.computeUs)));
+    const response = encodeResponse(output, start, end, {
+      latencyMs: batch.finishedAt - this.receivedAt,
+      versionField: this.versionField,
+      batchRows: batch.rows,
       queueUs,
-      computeUs,
+      computeUs: batch.computeUs,
       error: null,
-    };
+    });
     this.callback(null, response, trailer);
   }
 
@@ -45,7 +45,7 @@ class UnaryRequest implements BatchRequest {
 
 export function predictHandler(context: HandlerContext) {
   const { batcher, model } = context;
-  return (call: ServerUnaryCall<PredictRequest, PredictResponse>, callback: sendUnaryData<PredictResponse>) => {
+  return (call: ServerUnaryCall<PredictRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
     let rows: number;
     try {
@@ -57,10 +57,10 @@ export function predictHandler(context: HandlerContext) {
       return;
     }
     const deadline = deadlineOf(call, receivedAt, context.requestTimeoutMs);
-    const request = new UnaryRequest(call.request.features, rows, deadline, receivedAt, model.version, callback);
+    const request = new UnaryRequest(call.request.featureBytes, rows, deadline, receivedAt, model.versionField, callback);
     if (!batcher.enqueue(request)) {
       const failure = resourceExhausted(
-        `queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${context.batcher.maxQueueRows}`,
+        `queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`,
       );
       callback({ code: failure.code, details: failure.message });
       return;

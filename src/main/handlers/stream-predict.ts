@@ -7,64 +7,58 @@
 //   - the client does not read its answers (write() returned false; reading resumes on 'drain').
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { performance } from 'node:perf_hooks';
-import type { BatchRequest } from '../../batching/batcher';
+import type { BatchFigures, BatchRequest } from '../../batching/batcher';
 import { RingQueue } from '../../batching/queue';
 import { admit } from '../admission';
-import type { PredictRequest, PredictResponse } from '../codec';
+import { encodeFailure, encodeResponse, type PredictRequest } from '../codec';
 import { toServingError, type ServingError } from '../errors';
 import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
 
 /** Messages of one stream that may be inside the server (queued, computing or unsent) before it stops reading. */
 export const STREAM_WINDOW = 1024;
 
-const NO_ROWS: Float32Array = new Float32Array(0);
+const NO_BYTES: Buffer = Buffer.alloc(0);
 
-type Call = ServerDuplexStream<PredictRequest, PredictResponse>;
+type Call = ServerDuplexStream<PredictRequest, Buffer>;
 
 class StreamSlot implements BatchRequest {
   enqueuedAt = 0;
   queued = false;
   cancelled = false;
-  /** Set once the slot is answered; written to the client when every slot before it has been. */
-  response: PredictResponse | null = null;
+  /** The encoded answer, once there is one; written when every slot before it has been. */
+  response: Buffer | null = null;
 
   constructor(
     private readonly session: StreamSession,
-    readonly features: Float32Array,
+    readonly featureBytes: Buffer,
     readonly rows: number,
     readonly deadline: number,
     private readonly receivedAt: number,
   ) {}
 
-  complete(outputs: Float32Array, batchRows: number, queueUs: number, computeUs: number): void {
-    this.response = {
-      predictions: outputs.slice(), // outputs is a view into a slab that is reused once we return
-      latencyMs: performance.now() - this.receivedAt,
-      modelVersion: this.session.modelVersion,
-      batchRows,
-      queueUs,
-      computeUs,
+  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
+    this.response = encodeResponse(output, start, end, {
+      latencyMs: batch.finishedAt - this.receivedAt,
+      versionField: this.session.versionField,
+      batchRows: batch.rows,
+      queueUs: (batch.dispatchedAt - this.enqueuedAt) * 1000,
+      computeUs: batch.computeUs,
       error: null,
-    };
+    });
     this.session.flush();
   }
 
   fail(error: ServingError): void {
-    this.response = {
-      predictions: NO_ROWS,
-      latencyMs: performance.now() - this.receivedAt,
-      modelVersion: this.session.modelVersion,
-      batchRows: 0,
-      queueUs: 0,
-      computeUs: 0,
-      error: { code: error.code, message: error.message },
-    };
+    const latencyMs = performance.now() - this.receivedAt;
+    this.response = encodeFailure(latencyMs, this.session.versionField, { code: error.code, message: error.message });
     this.session.flush();
   }
 }
 
 class StreamSession {
-  readonly modelVersion: string;
+  readonly versionField: Buffer;
+  /** The call's deadline: the same for every message of the stream. */
+  private readonly deadline: number;
   /** Every unanswered message, in arrival order. */
   private readonly slots = new RingQueue<StreamSlot>(64);
   /** Admitted slots waiting for room in the batcher's queue, in arrival order. */
@@ -81,7 +75,8 @@ class StreamSession {
     private readonly context: HandlerContext,
     private readonly sessions: Set<StreamSession>,
   ) {
-    this.modelVersion = context.model.version;
+    this.versionField = context.model.versionField;
+    this.deadline = deadlineOf(call, performance.now(), context.requestTimeoutMs);
     sessions.add(this);
     call.on('data', this.onData);
     call.on('end', this.onEnd);
@@ -110,12 +105,11 @@ class StreamSession {
     let slot: StreamSlot;
     try {
       const rows = admit(request, this.context.model);
-      const deadline = deadlineOf(this.call, receivedAt, this.context.requestTimeoutMs);
-      slot = new StreamSlot(this, request.features, rows, deadline, receivedAt);
+      slot = new StreamSlot(this, request.featureBytes, rows, this.deadline, receivedAt);
       this.slots.push(slot);
       if (this.held.length > 0 || !this.context.batcher.enqueue(slot)) this.hold(slot);
     } catch (error) {
-      slot = new StreamSlot(this, NO_ROWS, 0, Infinity, receivedAt);
+      slot = new StreamSlot(this, NO_BYTES, 0, Infinity, receivedAt);
       this.slots.push(slot);
       slot.fail(toServingError(error));
     }

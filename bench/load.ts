@@ -1,0 +1,353 @@
+// The load generator: closed loop (a fixed number of requests in flight) and open loop (a request rate, constant or
+// Poisson), for Predict and StreamPredict. It sends pre-encoded request bytes and reads only the few response bytes
+// it needs, so that the client spends as little of the shared CPU as it can. In open loop, latency counts from the
+// intended send time, so a server that stalls cannot hide its tail (no coordinated omission).
+import { status } from '@grpc/grpc-js';
+import * as hdr from 'hdr-histogram-js';
+import { performance } from 'node:perf_hooks';
+import { frame, GrpcH2Client, type CallEnd } from './h2';
+
+export type Rpc = 'unary' | 'stream';
+
+export interface LoadSpec {
+  target: string;
+  rpc: Rpc;
+  /** Closed loop: requests in flight (for streams: spread over `streams`). Ignored when `rate` is set. */
+  concurrency: number;
+  /** Open loop: requests a second; 0 means closed loop. */
+  rate: number;
+  /** Open loop: exponential gaps (Poisson arrivals) rather than constant ones. */
+  poisson: boolean;
+  /** StreamPredict calls the load is spread over. */
+  streams: number;
+  rowsPerRequest: number;
+  /** Row width of the served model (features per row). */
+  width: number;
+  warmupS: number;
+  durationS: number;
+  /** Called about 4 times a second with the fraction done and the running request rate. */
+  onProgress?: (fraction: number, requestsPerSecond: number) => void;
+}
+
+export interface LoadResult {
+  spec: Omit<LoadSpec, 'onProgress'>;
+  requests: number;
+  seconds: number;
+  requestsPerSecond: number;
+  rowsPerSecond: number;
+  latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
+  errors: Record<string, number>;
+  /** Server-side figures, from trailers (unary) or response fields (stream); absent where the server sends none. */
+  server: { batchRowsMean: number; queueUsP50: number; queueUsP99: number; computeUsP50: number; computeUsP99: number } | null;
+}
+
+const PREDICT = '/inference.ModelService/Predict';
+const STREAM_PREDICT = '/inference.ModelService/StreamPredict';
+
+/** Distinct pre-encoded, framed PredictRequests (packed features, batch_size), cycled through by the generator. */
+export function encodeRequests(width: number, rows: number, variants = 64): Buffer[] {
+  return Array.from({ length: variants }, (_, v) => {
+    const floats = rows * width;
+    const size = 2 + varintSize(floats * 4) + floats * 4 + (rows > 1 ? 1 + varintSize(rows) : 0);
+    const out = Buffer.alloc(size);
+    let at = 0;
+    out[at++] = 0x0a;
+    at = writeVarint(out, at, floats * 4);
+    for (let i = 0; i < floats; i++) at = out.writeFloatLE(Math.sin(v * 31.7 + i * 0.37), at);
+    if (rows > 1) {
+      out[at++] = 0x10;
+      at = writeVarint(out, at, rows);
+    }
+    return frame(out.subarray(0, at));
+  });
+}
+
+function varintSize(value: number): number {
+  let size = 1;
+  while (value >= 0x80) {
+    value >>>= 7;
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(out: Buffer, at: number, value: number): number {
+  while (value >= 0x80) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  out[at++] = value;
+  return at;
+}
+
+class Recorder {
+  readonly latency = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+  readonly queueUs = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 2 });
+  readonly computeUs = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 2 });
+  batchRowsSum = 0;
+  figures = 0;
+  readonly errors: Record<string, number> = {};
+  measuring = false;
+  done = 0;
+
+  ok(latencyMs: number, batchRows: number, queueUs: number, computeUs: number): void {
+    this.done++;
+    if (!this.measuring) return;
+    this.latency.recordValue(Math.max(1, Math.round(latencyMs * 1000)));
+    if (batchRows > 0) {
+      this.batchRowsSum += batchRows;
+      this.figures++;
+      this.queueUs.recordValue(Math.max(1, queueUs));
+      this.computeUs.recordValue(Math.max(1, computeUs));
+    }
+  }
+
+  error(code: string): void {
+    this.done++;
+    if (this.measuring) this.errors[code] = (this.errors[code] ?? 0) + 1;
+  }
+}
+
+/** Fields 4, 5, 6 (batch_rows, queue_us, compute_us) and whether field 7 (error) is present. */
+function readFigures(bytes: Buffer, into: number[]): boolean {
+  into[0] = into[1] = into[2] = 0;
+  let pos = 0;
+  while (pos < bytes.length) {
+    const tag = bytes[pos++];
+    const wire = tag & 7;
+    const field = tag >>> 3;
+    if (wire === 0) {
+      let value = 0;
+      let factor = 1;
+      let byte: number;
+      do {
+        byte = bytes[pos++];
+        value += (byte & 0x7f) * factor;
+        factor *= 128;
+      } while (byte >= 0x80);
+      if (field >= 4 && field <= 6) into[field - 4] = value;
+    } else if (wire === 2) {
+      let length = 0;
+      let factor = 1;
+      let byte: number;
+      do {
+        byte = bytes[pos++];
+        length += (byte & 0x7f) * factor;
+        factor *= 128;
+      } while (byte >= 0x80);
+      if (field === 7) return false;
+      pos += length;
+    } else if (wire === 5) pos += 4;
+    else if (wire === 1) pos += 8;
+    else return true;
+  }
+  return true;
+}
+
+/** When each next request is due, in ms on the performance.now() clock. */
+function arrivals(rate: number, poisson: boolean): () => number {
+  const gap = 1000 / rate;
+  let next = performance.now();
+  return () => {
+    next += poisson ? -Math.log(1 - Math.random()) * gap : gap;
+    return next;
+  };
+}
+
+export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const client = new GrpcH2Client(spec.target);
+  await client.ready;
+  const requests = encodeRequests(spec.width, spec.rowsPerRequest);
+  const recorder = new Recorder();
+  let stopped = false;
+  const stop = spec.rpc === 'unary' ? unaryLoad(client, spec, requests, recorder, () => stopped) : streamLoad(client, spec, requests, recorder, () => stopped);
+
+  const totalS = spec.warmupS + spec.durationS;
+  const started = performance.now();
+  let measureStart = 0;
+  let measureDone = 0;
+  await new Promise<void>((resolve) => {
+    let lastDone = 0;
+    let lastAt = started;
+    const tick = setInterval(() => {
+      const now = performance.now();
+      const elapsedS = (now - started) / 1000;
+      if (!recorder.measuring && elapsedS >= spec.warmupS) {
+        recorder.measuring = true;
+        measureStart = now;
+        measureDone = recorder.done;
+      }
+      spec.onProgress?.(Math.min(1, elapsedS / totalS), ((recorder.done - lastDone) * 1000) / (now - lastAt));
+      lastDone = recorder.done;
+      lastAt = now;
+      if (elapsedS >= totalS) {
+        clearInterval(tick);
+        resolve();
+      }
+    }, 250);
+  });
+  const seconds = (performance.now() - measureStart) / 1000;
+  const completed = recorder.done - measureDone;
+  recorder.measuring = false;
+  stopped = true;
+  await stop();
+  client.close();
+
+  const ms = (us: number) => us / 1000;
+  const h = recorder.latency;
+  const okCount = h.totalCount;
+  const { onProgress: _ignored, ...plainSpec } = spec;
+  return {
+    spec: plainSpec,
+    requests: completed,
+    seconds,
+    requestsPerSecond: okCount / seconds,
+    rowsPerSecond: (okCount * spec.rowsPerRequest) / seconds,
+    latencyMs: {
+      p50: ms(h.getValueAtPercentile(50)),
+      p90: ms(h.getValueAtPercentile(90)),
+      p99: ms(h.getValueAtPercentile(99)),
+      p999: ms(h.getValueAtPercentile(99.9)),
+      max: ms(h.maxValue),
+      mean: ms(h.mean),
+    },
+    errors: recorder.errors,
+    server:
+      recorder.figures === 0
+        ? null
+        : {
+            batchRowsMean: recorder.batchRowsSum / recorder.figures,
+            queueUsP50: recorder.queueUs.getValueAtPercentile(50),
+            queueUsP99: recorder.queueUs.getValueAtPercentile(99),
+            computeUsP50: recorder.computeUs.getValueAtPercentile(50),
+            computeUsP99: recorder.computeUs.getValueAtPercentile(99),
+          },
+  };
+}
+
+const statusName = (code: number) => (code === -1 ? 'BROKEN_STREAM' : (status[code] ?? String(code)));
+
+/** Starts the load; returns a function that waits for the requests still in flight. */
+function unaryLoad(
+  client: GrpcH2Client,
+  spec: LoadSpec,
+  requests: Buffer[],
+  recorder: Recorder,
+  isStopped: () => boolean,
+): () => Promise<void> {
+  let inFlight = 0;
+  let sent = 0;
+  let onIdle: (() => void) | null = null;
+  const ignore = () => {};
+  const send = (intendedAt: number, closedLoop: boolean) => {
+    inFlight++;
+    const request = requests[sent++ % requests.length];
+    const onEnd = ({ code, trailers }: CallEnd) => {
+      inFlight--;
+      if (code !== 0) recorder.error(statusName(code));
+      else {
+        const figure = (key: string) => Number(trailers[key] ?? 0);
+        recorder.ok(performance.now() - intendedAt, figure('x-batch-rows'), figure('x-queue-us'), figure('x-compute-us'));
+      }
+      if (closedLoop && !isStopped()) send(performance.now(), true);
+      else if (inFlight === 0 && onIdle) onIdle();
+    };
+    client.open(PREDICT, ignore, onEnd).end(request);
+  };
+
+  if (spec.rate > 0) {
+    const due = arrivals(spec.rate, spec.poisson);
+    let next = due();
+    const pump = () => {
+      if (isStopped()) return;
+      const now = performance.now();
+      while (next <= now) {
+        send(next, false);
+        next = due();
+      }
+      setImmediate(pump);
+    };
+    pump();
+  } else {
+    for (let i = 0; i < spec.concurrency; i++) send(performance.now(), true);
+  }
+  return () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve)));
+}
+
+/** One StreamPredict call of the load: answers come back in order, so its send times form a FIFO. */
+class StreamDriver {
+  private readonly sentAt: number[] = [];
+  private head = 0;
+  private next: number;
+  readonly ended: Promise<void>;
+  private readonly call: ReturnType<GrpcH2Client['open']>;
+
+  constructor(
+    client: GrpcH2Client,
+    offset: number,
+    private readonly requests: Buffer[],
+    recorder: Recorder,
+    closedLoop: () => boolean,
+  ) {
+    this.next = offset;
+    const figures = [0, 0, 0];
+    let resolveEnded: () => void = () => {};
+    this.ended = new Promise<void>((resolve) => (resolveEnded = resolve));
+    const onMessage = (bytes: Buffer) => {
+      const intendedAt = this.sentAt[this.head++];
+      if (this.head > 4096) {
+        this.sentAt.splice(0, this.head);
+        this.head = 0;
+      }
+      if (readFigures(bytes, figures)) recorder.ok(performance.now() - intendedAt, figures[0], figures[1], figures[2]);
+      else recorder.error('MESSAGE_ERROR');
+      if (closedLoop()) this.send(performance.now());
+    };
+    this.call = client.open(STREAM_PREDICT, onMessage, ({ code }) => {
+      if (code !== 0) recorder.error(statusName(code));
+      resolveEnded();
+    });
+  }
+
+  send(intendedAt: number): void {
+    this.sentAt.push(intendedAt);
+    this.call.write(this.requests[this.next++ % this.requests.length]);
+  }
+
+  end(): Promise<void> {
+    this.call.end();
+    return this.ended;
+  }
+}
+
+function streamLoad(
+  client: GrpcH2Client,
+  spec: LoadSpec,
+  requests: Buffer[],
+  recorder: Recorder,
+  isStopped: () => boolean,
+): () => Promise<void> {
+  const closedLoop = () => spec.rate === 0 && !isStopped();
+  const drivers = Array.from({ length: spec.streams }, (_, s) => new StreamDriver(client, s, requests, recorder, closedLoop));
+  if (spec.rate > 0) {
+    const due = arrivals(spec.rate, spec.poisson);
+    let next = due();
+    let turn = 0;
+    const pump = () => {
+      if (isStopped()) return;
+      const now = performance.now();
+      while (next <= now) {
+        drivers[turn++ % drivers.length].send(next);
+        next = due();
+      }
+      setImmediate(pump);
+    };
+    pump();
+  } else {
+    const window = Math.max(1, Math.ceil(spec.concurrency / spec.streams));
+    for (const driver of drivers) for (let i = 0; i < window; i++) driver.send(performance.now());
+  }
+  return async () => {
+    await Promise.all(drivers.map((driver) => driver.end()));
+  };
+}
