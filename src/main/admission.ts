@@ -35,12 +35,24 @@ export function admit(request: PredictRequest, model: ServedModel): number {
       `wrong feature count: expected ${expected} (${rows} row${rows === 1 ? '' : 's'} x ${model.inputWidth}), got ${count}`,
     );
   }
-  const bytes = request.featureBytes;
-  for (let at = 0; at < count * 4; at += 4) {
-    // A float32 is NaN or infinite exactly when its exponent bits are all ones.
-    if ((bytes.readUInt32LE(at) & 0x7f800000) === 0x7f800000) {
-      throw invalidArgument(`features[${at / 4}] is ${bytes.readFloatLE(at)}: every feature must be a finite number`);
-    }
+  const bad = firstNonFinite(request.featureBytes, count);
+  if (bad >= 0) {
+    const value = request.featureBytes.readFloatLE(bad * 4);
+    throw invalidArgument(`features[${bad}] is ${value}: every feature must be a finite number`);
   }
   return rows;
+}
+
+const EXPONENT = 0x7f800000;
+
+/** The index of the first NaN or infinite float32 (exponent bits all ones), or -1. */
+function firstNonFinite(bytes: Buffer, count: number): number {
+  if (bytes.byteOffset % 4 === 0) {
+    // The usual case: the features sit 4-byte aligned in the message, so they can be read as words in place.
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, count);
+    for (let i = 0; i < count; i++) if ((words[i] & EXPONENT) === EXPONENT) return i;
+    return -1;
+  }
+  for (let i = 0; i < count; i++) if ((bytes.readUInt32LE(i * 4) & EXPONENT) === EXPONENT) return i;
+  return -1;
 }

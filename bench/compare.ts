@@ -1,0 +1,335 @@
+// `npm run bench:compare`: in one run and under the same load, this server (default config), the same server with
+// MAX_BATCH_SIZE=1, the do-nothing grpc-js echo server and the seed's Python server (where Debian's python3-grpcio
+// and python3-torch are installed), plus the heavy model with and without batching and onnxruntime in-process.
+// Where h2load is installed it drives each server too, as an independent load generator. Writes docs/BENCHMARKS.md,
+// docs/bench/results.json, results.csv and the plots.
+//
+//   --quick            shorter runs (about a minute in all), for trying the tool out
+//   --peers DIR        the bench peers (default ../shared/bench-peers)
+//   --out FILE         the Markdown report (default docs/BENCHMARKS.md)
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { encodeRequests, runLoad, type LoadResult, type LoadSpec } from './load';
+import { GrpcH2Client } from './h2';
+import { latencyPlot, type PlotSeries } from './plot';
+import { csv, markdownTable, progressBar } from './report';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const ENTRY = path.join(ROOT, 'dist', 'src', 'main', 'index.js');
+const HEAVY_MODEL = path.join(ROOT, 'models', 'heavy.onnx');
+
+interface Target {
+  name: string;
+  port: number;
+  width: number;
+  process: ChildProcess;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitReady(port: number, child: ChildProcess, name: string): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    const client = new GrpcH2Client(`127.0.0.1:${port}`);
+    const ok = await client.ready.then(() => true, () => false);
+    client.close();
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${name} did not listen on ${port}`);
+}
+
+function startTickserve(name: string, port: number, env: Record<string, string>, width: number): Target {
+  const child = spawn(process.execPath, [ENTRY], {
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return { name, port, width, process: child };
+}
+
+function rssMiB(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
+  return { rss: field('VmRSS'), peak: field('VmHWM') };
+}
+
+function hasSeedPython(): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import grpc, torch, grpc_tools'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function hasH2load(): boolean {
+  try {
+    execFileSync('h2load', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface H2loadResult {
+  target: string;
+  rpc: string;
+  messagesPerSecond: number;
+  succeeded: number;
+  failed: number;
+}
+
+/** h2load against one server: unary with -c 8 -m 32, or streams of 100 messages each. */
+function h2load(target: Target, rpc: 'unary' | 'stream', quick: boolean): H2loadResult {
+  const dir = mkdtempDir();
+  const body = path.join(dir, `${target.name}-${rpc}.bin`);
+  const perStream = 100;
+  writeFileSync(body, rpc === 'unary' ? encodeRequests(target.width, 1, 1)[0] : Buffer.concat(encodeRequests(target.width, 1, perStream)));
+  const isSeed = target.name.startsWith('seed');
+  const n = rpc === 'unary' ? (quick || isSeed ? 10_000 : 60_000) : quick || isSeed ? 200 : 2000;
+  const method = rpc === 'unary' ? 'Predict' : 'StreamPredict';
+  const concurrency = rpc === 'unary' ? ['-c', '8', '-m', '32'] : ['-c', '4', '-m', '8'];
+  const out = execFileSync('h2load', [
+    '-n', String(n), ...concurrency, '-t', '1', '-H', 'content-type: application/grpc', '-H', 'te: trailers',
+    '-d', body, `http://127.0.0.1:${target.port}/inference.ModelService/${method}`,
+  ], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const perSecond = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0);
+  const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
+  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
+  return { target: target.name, rpc, messagesPerSecond: perSecond * (rpc === 'unary' ? 1 : perStream), succeeded, failed };
+}
+
+let tmp: string | undefined;
+function mkdtempDir(): string {
+  tmp ??= execFileSync('mktemp', ['-d'], { encoding: 'utf8' }).trim();
+  return tmp;
+}
+
+/** Rows a second onnxruntime reaches in this process at `rows` rows a run, with one intra-op thread like a worker. */
+async function inProcessRowsPerSecond(modelPath: string, rows: number, seconds: number): Promise<number> {
+  const session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const meta = session.inputMetadata[0];
+  const dims = (meta.isTensor ? meta.shape.slice(1) : []) as number[];
+  const width = dims.reduce((a, b) => a * b, 1);
+  const input = new ort.Tensor('float32', Float32Array.from({ length: rows * width }, (_, i) => Math.sin(i)), [rows, ...dims]);
+  const feeds = { [session.inputNames[0]]: input };
+  for (let i = 0; i < 20; i++) await session.run(feeds);
+  let runs = 0;
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000) {
+    await session.run(feeds);
+    runs++;
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  await session.release();
+  return (runs * rows) / elapsed;
+}
+
+function ratio(a: number, b: number): string {
+  return b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a';
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      peers: { type: 'string', default: path.resolve(ROOT, '..', 'shared', 'bench-peers') },
+      out: { type: 'string', default: path.join(ROOT, 'docs', 'BENCHMARKS.md') },
+    },
+  });
+  const quick = values.quick!;
+  const durationS = quick ? 1.5 : 4;
+  const warmupS = quick ? 0.5 : 1;
+  const outDir = path.join(path.dirname(values.out!), 'bench');
+  mkdirSync(outDir, { recursive: true });
+
+  const targets: Target[] = [];
+  const notes: string[] = [];
+  const stopAll = () => targets.forEach((t) => t.process.kill('SIGTERM'));
+  process.on('exit', stopAll);
+  process.on('SIGINT', () => process.exit(130));
+
+  const tickserve = startTickserve('tickserve', 50151, {}, 17);
+  const batchOne = startTickserve('tickserve MAX_BATCH_SIZE=1', 50152, { MAX_BATCH_SIZE: '1' }, 17);
+  targets.push(tickserve, batchOne);
+  const echoPath = path.join(values.peers!, 'echo-server.cjs');
+  if (existsSync(echoPath)) {
+    const child = spawn(process.execPath, [echoPath], {
+      env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), PORT: '50161' },
+      stdio: 'ignore',
+    });
+    targets.push({ name: 'echo (grpc-js, no model)', port: 50161, width: 17, process: child });
+  } else notes.push(`The echo peer was not found at ${echoPath}; it was not measured.`);
+  const seedPath = path.join(values.peers!, 'seed_server.py');
+  if (existsSync(seedPath) && hasSeedPython()) {
+    const child = spawn('/usr/bin/python3', [seedPath, '--port', '50162', '--dims', '17,48,48,5'], { stdio: 'ignore' });
+    targets.push({ name: 'seed (Python, grpcio + torch)', port: 50162, width: 17, process: child });
+  } else notes.push('The seed Python server needs Debian\'s python3-grpcio, python3-grpc-tools and python3-torch; it was not measured.');
+  const heavy = startTickserve('tickserve heavy', 50153, { MODEL_PATH: HEAVY_MODEL }, 256);
+  const heavyOne = startTickserve('tickserve heavy MAX_BATCH_SIZE=1', 50154, { MODEL_PATH: HEAVY_MODEL, MAX_BATCH_SIZE: '1' }, 256);
+  targets.push(heavy, heavyOne);
+  for (const t of targets) await waitReady(t.port, t.process, t.name);
+  const small = targets.filter((t) => t.width === 17);
+
+  const results: Array<{ name: string; result: LoadResult }> = [];
+  const measure = async (target: Target, spec: Partial<LoadSpec> & Pick<LoadSpec, 'rpc'>): Promise<LoadResult> => {
+    const full: LoadSpec = {
+      target: `127.0.0.1:${target.port}`,
+      concurrency: 1,
+      rate: 0,
+      poisson: false,
+      streams: 4,
+      rowsPerRequest: 1,
+      width: target.width,
+      warmupS,
+      durationS,
+      ...spec,
+    };
+    const label = `${target.name} ${full.rpc} ${full.rate > 0 ? `rate=${full.rate}` : `c=${full.concurrency}`}`;
+    const result = await runLoad({ ...full, onProgress: progressBar(label) });
+    results.push({ name: target.name, result });
+    return result;
+  };
+
+  // 1. Unary and stream concurrency sweeps on the small model, the targets taking turns at each point.
+  const unaryLevels = quick ? [1, 16, 64] : [1, 4, 16, 64, 128];
+  const streamLevels = quick ? [16, 256] : [16, 64, 256, 1024];
+  const sweep: Record<string, { unary: LoadResult[]; stream: LoadResult[] }> = {};
+  for (const t of small) sweep[t.name] = { unary: [], stream: [] };
+  for (const concurrency of unaryLevels) for (const t of small) sweep[t.name].unary.push(await measure(t, { rpc: 'unary', concurrency }));
+  for (const concurrency of streamLevels) for (const t of small) sweep[t.name].stream.push(await measure(t, { rpc: 'stream', concurrency }));
+  const peak = (name: string, rpc: 'unary' | 'stream') => Math.max(0, ...(sweep[name]?.[rpc] ?? []).map((r) => r.requestsPerSecond));
+
+  // 2. Open loop (Poisson) at half of tickserve's highest unary rate, and, for every small-model server, at one
+  // common rate that the slowest of them sustains: the tail a user sees at a comfortable load.
+  const halfRate = Math.round(peak(tickserve.name, 'unary') / 2);
+  const openLoop = await measure(tickserve, { rpc: 'unary', rate: halfRate, poisson: true, durationS: durationS * 2 });
+  const commonRate = Math.round(Math.min(1000, ...small.map((t) => peak(t.name, 'unary') / 2)) / 100) * 100;
+  const openCommon: Record<string, LoadResult> = {};
+  for (const t of small) openCommon[t.name] = await measure(t, { rpc: 'unary', rate: commonRate, poisson: true, durationS: durationS * 2 });
+  const rss = rssMiB(tickserve.process.pid!);
+
+  // 3. The heavy model. One row a request, batching on and off (MAX_BATCH_SIZE=1 admits no more). Then requests of
+  // 16 rows, so that the main thread is not the limit, against onnxruntime in-process at the batch size reached.
+  const heavyOn = await measure(heavy, { rpc: 'unary', concurrency: 64 });
+  const heavyOff = await measure(heavyOne, { rpc: 'unary', concurrency: 64 });
+  const heavyBound = await measure(heavy, { rpc: 'unary', concurrency: 16, rowsPerRequest: 16 });
+  const heavyBatch = Math.max(1, Math.round(heavyBound.server?.batchRowsMean ?? 1));
+  const inProcess = await inProcessRowsPerSecond(HEAVY_MODEL, heavyBatch, durationS);
+
+  // 4. h2load, where installed, against the small-model servers.
+  const h2: H2loadResult[] = [];
+  if (hasH2load()) {
+    for (const rpc of ['unary', 'stream'] as const) for (const t of small) {
+      process.stderr.write(`h2load ${t.name} ${rpc}\n`);
+      h2.push(h2load(t, rpc, quick));
+    }
+  } else notes.push('h2load (Debian nghttp2-client) is not installed; the independent load generator was not run.');
+  stopAll();
+
+  // Plots, data, report.
+  const plot = (rpc: 'unary' | 'stream') => {
+    const series: PlotSeries[] = small.map((t) => ({
+      name: t.name,
+      points: sweep[t.name][rpc].map((r) => ({ throughput: r.requestsPerSecond, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99 })),
+    }));
+    const title = rpc === 'unary' ? 'Predict: latency vs throughput (closed loop)' : 'StreamPredict: latency vs throughput (closed loop)';
+    writeFileSync(path.join(outDir, `${rpc}.svg`), latencyPlot(title, series, rpc === 'unary' ? 'calls/s' : 'messages/s'));
+  };
+  plot('unary');
+  plot('stream');
+  writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ results, h2load: h2, inProcess, rss, halfRate }, null, 2));
+  writeFileSync(path.join(outDir, 'results.csv'), csv(results));
+
+  const echo = small.find((t) => t.name.startsWith('echo'));
+  const seed = small.find((t) => t.name.startsWith('seed'));
+  const h2Of = (name: string | undefined, rpc: string) => h2.find((r) => r.target === name && r.rpc === rpc)?.messagesPerSecond ?? 0;
+  const p99At = (name: string, level: number) => sweep[name]?.unary[unaryLevels.indexOf(level)]?.latencyMs.p99 ?? NaN;
+  const check = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const targetsTable = [
+    '| target | measured | |',
+    '|---|---|---|',
+    echo ? `| unary ≥ 0.9× echo (bench tool, peak of sweep) | ${ratio(peak(tickserve.name, 'unary'), peak(echo.name, 'unary'))} | ${check(peak(tickserve.name, 'unary') >= 0.9 * peak(echo.name, 'unary'))} |` : '',
+    echo && h2.length ? `| unary ≥ 0.9× echo (h2load) | ${ratio(h2Of(tickserve.name, 'unary'), h2Of(echo.name, 'unary'))} | ${check(h2Of(tickserve.name, 'unary') >= 0.9 * h2Of(echo.name, 'unary'))} |` : '',
+    echo ? `| stream ≥ 0.9× echo (bench tool, peak of sweep) | ${ratio(peak(tickserve.name, 'stream'), peak(echo.name, 'stream'))} | ${check(peak(tickserve.name, 'stream') >= 0.9 * peak(echo.name, 'stream'))} |` : '',
+    echo && h2.length ? `| stream ≥ 0.9× echo (h2load) | ${ratio(h2Of(tickserve.name, 'stream'), h2Of(echo.name, 'stream'))} | ${check(h2Of(tickserve.name, 'stream') >= 0.9 * h2Of(echo.name, 'stream'))} |` : '',
+    seed ? `| unary ≥ 10× seed | ${ratio(peak(tickserve.name, 'unary'), peak(seed.name, 'unary'))} | ${check(peak(tickserve.name, 'unary') >= 10 * peak(seed.name, 'unary'))} |` : '',
+    seed ? `| stream ≥ 30× seed | ${ratio(peak(tickserve.name, 'stream'), peak(seed.name, 'stream'))} | ${check(peak(tickserve.name, 'stream') >= 30 * peak(seed.name, 'stream'))} |` : '',
+    seed && h2.length ? `| unary ≥ 10× seed (h2load) | ${ratio(h2Of(tickserve.name, 'unary'), h2Of(seed.name, 'unary'))} | ${check(h2Of(tickserve.name, 'unary') >= 10 * h2Of(seed.name, 'unary'))} |` : '',
+    seed && h2.length ? `| stream ≥ 30× seed (h2load) | ${ratio(h2Of(tickserve.name, 'stream'), h2Of(seed.name, 'stream'))} | ${check(h2Of(tickserve.name, 'stream') >= 30 * h2Of(seed.name, 'stream'))} |` : '',
+    seed ? `| p99 ≥ 10× lower than seed (unary, closed loop c=64) | ${p99At(tickserve.name, 64).toFixed(3)} ms vs ${p99At(seed.name, 64).toFixed(3)} ms: ${ratio(p99At(seed.name, 64), p99At(tickserve.name, 64))} | ${check(p99At(seed.name, 64) >= 10 * p99At(tickserve.name, 64))} |` : '',
+    seed ? `| p99 ≥ 10× lower than seed (unary, open loop ${commonRate}/s) | ${openCommon[tickserve.name].latencyMs.p99.toFixed(3)} ms vs ${openCommon[seed.name].latencyMs.p99.toFixed(3)} ms: ${ratio(openCommon[seed.name].latencyMs.p99, openCommon[tickserve.name].latencyMs.p99)} | ${check(openCommon[seed.name].latencyMs.p99 >= 10 * openCommon[tickserve.name].latencyMs.p99)} |` : '',
+    `| heavy model: batching ≥ 4× MAX_BATCH_SIZE=1 | ${ratio(heavyOn.rowsPerSecond, heavyOff.rowsPerSecond)} (${heavyOn.rowsPerSecond.toFixed(0)} vs ${heavyOff.rowsPerSecond.toFixed(0)} rows/s) | ${check(heavyOn.rowsPerSecond >= 4 * heavyOff.rowsPerSecond)} |`,
+    `| heavy model: ≥ 0.8× onnxruntime in-process at the same batch size (${heavyBatch} rows, 1 thread; 16-row requests) | ${ratio(heavyBound.rowsPerSecond, inProcess)} (${heavyBound.rowsPerSecond.toFixed(0)} vs ${inProcess.toFixed(0)} rows/s) | ${check(heavyBound.rowsPerSecond >= 0.8 * inProcess)} |`,
+    `| p99 ≤ 2 ms at half the highest unary rate (${halfRate}/s, Poisson) | ${openLoop.latencyMs.p99.toFixed(3)} ms${echo ? ` (echo at ${commonRate}/s: ${openCommon[echo.name].latencyMs.p99.toFixed(3)} ms)` : ''} | ${check(openLoop.latencyMs.p99 <= 2)} |`,
+    `| RSS under load ≤ 300 MB | ${rss.peak.toFixed(0)} MiB peak (${rss.rss.toFixed(0)} MiB at the end) | ${check(rss.peak <= 300)} |`,
+  ].filter((line) => line !== '');
+
+  const cpus = os.cpus();
+  const report = [
+    '# Benchmarks',
+    '',
+    `Generated by \`npm run bench:compare${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
+    `Machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}.`,
+    'All servers ran side by side in one run and took turns under the same load; the load generator shares the two',
+    'cores with them, so absolute numbers are low and drift from run to run: read the ratios.',
+    '',
+    '## Targets',
+    '',
+    ...targetsTable,
+    '',
+    '## Predict and StreamPredict, small model (17 features → 5 classes), closed loop',
+    '',
+    'Load: `bench/load.ts` over raw HTTP/2 (`npm run bench`); c = requests in flight (streams: spread over 4 calls).',
+    'Server figures (batch rows, queue, compute) come from the trailers (Predict) or response fields (StreamPredict).',
+    '',
+    markdownTable(results.filter((r) => small.some((t) => t.name === r.name) && r.result.spec.rate === 0)),
+    '',
+    '![Predict latency vs throughput](bench/unary.svg)',
+    '',
+    '![StreamPredict latency vs throughput](bench/stream.svg)',
+    '',
+    '## Open loop at half the highest rate',
+    '',
+    'Poisson arrivals; latency counts from each request\'s intended send time. The generator checks for due',
+    'requests about once a millisecond (a tighter loop would spin on the cores the servers need), so up to a timer',
+    'tick of send lateness is counted in every latency here, for every server alike.',
+    '',
+    markdownTable([{ name: tickserve.name, result: openLoop }, ...small.map((t) => ({ name: t.name, result: openCommon[t.name] }))]),
+    '',
+    '## Heavy model (256 features, 3 × 1024 hidden, ~4.5 MFLOP a row)',
+    '',
+    markdownTable([{ name: heavy.name, result: heavyOn }, { name: heavyOne.name, result: heavyOff }, { name: heavy.name, result: heavyBound }]),
+    '',
+    `onnxruntime in-process, ${heavyBatch} rows a run, 1 intra-op thread: ${inProcess.toFixed(0)} rows/s.`,
+    '',
+    ...(h2.length
+      ? [
+          '## h2load (independent load generator)',
+          '',
+          'Predict: `h2load -c 8 -m 32 -t 1`; StreamPredict: streams of 100 messages, `-c 4 -m 8 -t 1`.',
+          '',
+          '| target | rpc | messages/s | succeeded | failed |',
+          '|---|---|---|---|---|',
+          ...h2.map((r) => `| ${r.target} | ${r.rpc} | ${r.messagesPerSecond.toFixed(0)} | ${r.succeeded} | ${r.failed} |`),
+          '',
+        ]
+      : []),
+    ...(notes.length ? ['## Not measured', '', ...notes.map((n) => `- ${n}`), ''] : []),
+    'Raw results: [bench/results.json](bench/results.json), [bench/results.csv](bench/results.csv).',
+    '',
+  ].join('\n');
+  writeFileSync(values.out!, report);
+  console.log(targetsTable.join('\n'));
+  console.log(`\nwrote ${path.relative(process.cwd(), values.out!)}`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
