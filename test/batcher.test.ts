@@ -38,6 +38,7 @@ class TestRequest implements BatchRequest {
   enqueuedAt = 0;
   queued = false;
   cancelled = false;
+  readonly spanContext = undefined;
   outputs: number[] | null = null;
   error: ServingError | null = null;
   batchRows = 0;

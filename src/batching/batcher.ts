@@ -2,6 +2,7 @@
 // Requests of any RPC come in through enqueue(); the policy (policy.ts) decides when a batch goes; the batch is
 // assembled into a free slab and handed to the executor (the worker pool); each request then gets exactly one of
 // complete() or fail(), unless it was cancelled, in which case nobody is listening and it is dropped silently.
+import type { SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import { deadlineExceeded, internal, unavailable, type ServingError } from '../main/errors';
 import { decide, type BatchPolicy } from './policy';
@@ -24,6 +25,8 @@ export interface BatchRequest {
   queued: boolean;
   /** Set through Batcher.cancel() only. */
   cancelled: boolean;
+  /** The traced span this request belongs to, for the batch span's links; undefined when not traced. */
+  readonly spanContext: SpanContext | undefined;
   /**
    * The answer is bytes `start` to `end` of `output`, a slab that is reused as soon as complete() returns: copy
    * what you keep. `finishedAt` is performance.now() when the batch's results arrived.
@@ -38,6 +41,13 @@ export interface BatchFigures {
   computeUs: number;
   finishedAt: number;
   dispatchedAt: number;
+  /** The worker that ran it; -1 when it failed before one reported. */
+  worker: number;
+}
+
+/** Told of every batch once its requests are answered (metrics, batch spans); must not throw. */
+export interface BatchObserver {
+  onBatch(members: readonly BatchRequest[], batch: BatchFigures, error: string | null): void;
 }
 
 export interface BatchResult {
@@ -64,6 +74,7 @@ export interface BatcherOptions extends BatchPolicy {
   /** One per batch that may be in flight at once. */
   slabs: readonly SharedArrayBuffer[];
   executor: BatchExecutor;
+  observer?: BatchObserver;
 }
 
 /** Sub-millisecond waits are polled once per event-loop turn: setTimeout cannot wait less than 1 ms. */
@@ -272,9 +283,9 @@ export class Batcher {
     this.options.executor.run(slab, rows).then(
       (result) => {
         if (result.error === undefined) this.finish(slab, rows, now, result);
-        else this.abort(slab, internal(`model failed on this batch: ${result.error}`));
+        else this.abort(slab, rows, now, internal(`model failed on this batch: ${result.error}`));
       },
-      (error: unknown) => this.abort(slab, unavailable(error instanceof Error ? error.message : String(error))),
+      (error: unknown) => this.abort(slab, rows, now, unavailable(error instanceof Error ? error.message : String(error))),
     );
   }
 
@@ -282,7 +293,13 @@ export class Batcher {
     const output = this.views[slab].outputBytes;
     const rowBytes = this.options.layout.outputWidth * 4;
     const members = this.members[slab];
-    const batch: BatchFigures = { rows: batchRows, computeUs: result.computeUs, finishedAt: performance.now(), dispatchedAt };
+    const batch: BatchFigures = {
+      rows: batchRows,
+      computeUs: result.computeUs,
+      finishedAt: performance.now(),
+      dispatchedAt,
+      worker: result.worker,
+    };
     let start = 0;
     for (let i = 0; i < members.length; i++) {
       const request = members[i];
@@ -290,11 +307,15 @@ export class Batcher {
       if (!request.cancelled) answer(request, output, start, end, batch);
       start = end;
     }
+    this.options.observer?.onBatch(members, batch, null);
     this.release(slab);
   }
 
-  private abort(slab: number, failure: ServingError): void {
-    for (const request of this.members[slab]) if (!request.cancelled) request.fail(failure);
+  private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError): void {
+    const members = this.members[slab];
+    for (const request of members) if (!request.cancelled) request.fail(failure);
+    const batch = { rows: batchRows, computeUs: 0, finishedAt: performance.now(), dispatchedAt, worker: -1 };
+    this.options.observer?.onBatch(members, batch, failure.message);
     this.release(slab);
   }
 

@@ -48,6 +48,14 @@ export interface Config {
   tlsKeyFile: string | null;
   /** mTLS: clients must present a certificate issued by this CA. */
   tlsClientCaFile: string | null;
+  /** Prometheus /metrics port; 0: no endpoint. */
+  metricsPort: number;
+  /** OTEL_SDK_DISABLED: no OpenTelemetry at all (no interceptor, no metrics, no spans). */
+  telemetryDisabled: boolean;
+  /** Spans are exported: a trace endpoint or exporter is configured through the OTEL_* variables. */
+  tracing: boolean;
+  /** A child span per StreamPredict message (off by default: a market feed would flood the backend). */
+  streamMessageSpans: boolean;
 }
 
 /** The root of the installed package (dist/src/main/ -> root), where models/ lives. */
@@ -93,6 +101,40 @@ function preferredSizes(env: Env, maxBatchSize: number): number[] {
   return sizes.sort((a, b) => a - b);
 }
 
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const value = raw.trim().toLowerCase();
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new ConfigError(name, raw, 'true or false');
+}
+
+const OTLP_PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'] as const;
+const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+
+/**
+ * The OTEL_* variables are read by the OpenTelemetry SDK itself; here they are only checked, so that a typo
+ * fails at startup with the variable's name rather than silently exporting nothing, and used to tell whether
+ * spans go anywhere at all.
+ */
+function tracingConfigured(env: Env): { disabled: boolean; tracing: boolean } {
+  const disabled = flag(env, 'OTEL_SDK_DISABLED', false);
+  for (const name of ['OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']) {
+    oneOf(env, name, 'http/protobuf', OTLP_PROTOCOLS);
+  }
+  const sampler = oneOf(env, 'OTEL_TRACES_SAMPLER', 'parentbased_always_on', SAMPLERS);
+  const ratio = env.OTEL_TRACES_SAMPLER_ARG;
+  if (sampler.endsWith('traceidratio') && ratio !== undefined && ratio.trim() !== '') {
+    const value = Number(ratio);
+    if (!Number.isFinite(value) || value < 0 || value > 1) throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', ratio, 'a ratio from 0 to 1');
+  }
+  const exporters = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const endpoint = (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '').trim() !== '';
+  const tracing = !disabled && (exporters.length > 0 ? !exporters.includes('none') : endpoint);
+  return { disabled, tracing };
+}
+
 function readableFile(env: Env, name: string): string | null {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return null;
@@ -115,6 +157,7 @@ export function loadConfig(env: Env = process.env): Config {
   const maxBatchSize = integer(env, 'MAX_BATCH_SIZE', 256, 1, 65_536);
   const modelPath = path.resolve(env.MODEL_PATH?.trim() || DEFAULT_MODEL_PATH);
   // CUDA_VISIBLE_DEVICES counts the GPUs a process may use; one worker each.
+  const otel = tracingConfigured(env);
   const gpus = (env.CUDA_VISIBLE_DEVICES ?? '0').split(',').filter((d) => d.trim() !== '').length || 1;
   const config: Config = {
     host: text(env, 'HOST', '0.0.0.0', /^[\w.:[\]-]+$/, 'a host name or IP address'),
@@ -137,6 +180,10 @@ export function loadConfig(env: Env = process.env): Config {
     tlsCertFile: readableFile(env, 'TLS_CERT_FILE'),
     tlsKeyFile: readableFile(env, 'TLS_KEY_FILE'),
     tlsClientCaFile: readableFile(env, 'TLS_CLIENT_CA_FILE'),
+    metricsPort: integer(env, 'METRICS_PORT', 9464, 0, 65_535),
+    telemetryDisabled: otel.disabled,
+    tracing: otel.tracing,
+    streamMessageSpans: flag(env, 'STREAM_MESSAGE_SPANS', false),
   };
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     const [set, unset] = config.tlsCertFile === null ? ['TLS_KEY_FILE', 'TLS_CERT_FILE'] : ['TLS_CERT_FILE', 'TLS_KEY_FILE'];

@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig, type Config } from './config';
 import { createLogger } from './logger';
 import { InferenceServer } from './server';
+import { Telemetry } from './telemetry';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -13,9 +14,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
+  const telemetry = new Telemetry(config, logger);
   let server: InferenceServer;
   try {
-    server = await InferenceServer.create(config, logger);
+    server = await InferenceServer.create(config, logger, telemetry);
   } catch (error) {
     logger.fatal({ err: error }, 'startup failed');
     process.stderr.write(`tickserve: ${error instanceof Error ? error.message : String(error)}\n`);

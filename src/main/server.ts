@@ -17,6 +17,7 @@ import { PACKAGE_ROOT, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler, type StreamSession } from './handlers/stream-predict';
+import { Telemetry } from './telemetry';
 
 export const PROTO_PATH = path.join(PACKAGE_ROOT, 'proto', 'model_service.proto');
 export const SERVICE_NAME = 'inference.ModelService';
@@ -68,6 +69,7 @@ export class InferenceServer {
     readonly model: ModelInfo,
     private readonly pool: WorkerPool,
     private readonly logger: Logger,
+    readonly telemetry: Telemetry,
     layout: SlabLayout,
     slabs: SharedArrayBuffer[],
   ) {
@@ -79,6 +81,19 @@ export class InferenceServer {
       layout,
       slabs,
       executor: pool,
+      observer: telemetry,
+    });
+    telemetry.bind({
+      queuedRows: () => this.batcher.queuedRowCount,
+      inFlightBatches: () => this.batcher.inFlightBatches,
+      model: {
+        name: config.modelName,
+        version: config.modelVersion,
+        inputWidth: model.inputWidth,
+        outputWidth: model.outputWidth,
+        executionProvider: config.executionProvider,
+        workers: config.workers,
+      },
     });
     const served: ServedModel = {
       name: config.modelName,
@@ -95,10 +110,12 @@ export class InferenceServer {
       logger,
       isDraining: () => this.closing !== null,
       counters: this.counters,
+      telemetry,
     };
     const packageDefinition = protoLoader.loadSync([PROTO_PATH, healthProtoPath], PROTO_OPTIONS);
     this.grpcServer = new grpc.Server({
       'grpc.max_receive_message_length': config.maxReceiveMessageBytes,
+      interceptors: config.telemetryDisabled ? [] : [telemetry.interceptor],
     });
     this.grpcServer.addService(modelServiceDefinition(packageDefinition), {
       Predict: predictHandler(context),
@@ -119,7 +136,12 @@ export class InferenceServer {
   }
 
   /** Loads the model, starts the workers and warms them up; does not listen yet. */
-  static async create(config: Config, logger: Logger, options: ServerOptions = {}): Promise<InferenceServer> {
+  static async create(
+    config: Config,
+    logger: Logger,
+    telemetry: Telemetry,
+    options: ServerOptions = {},
+  ): Promise<InferenceServer> {
     const model = await inspectModel(config.modelPath, config.executionProvider);
     const layout: SlabLayout = {
       maxBatchRows: config.maxBatchSize,
@@ -153,7 +175,7 @@ export class InferenceServer {
       await pool.close();
       throw error;
     }
-    return new InferenceServer(config, model, pool, logger, layout, slabs);
+    return new InferenceServer(config, model, pool, logger, telemetry, layout, slabs);
   }
 
   /** Listens on HOST:PORT (port 0: any free port) and reports SERVING; returns the bound port. */
@@ -199,5 +221,6 @@ export class InferenceServer {
       this.grpcServer.forceShutdown();
     }
     await this.pool.close();
+    await this.telemetry.shutdown();
   }
 }

@@ -6,6 +6,7 @@ import pino from 'pino';
 import { loadConfig, type Config } from '../../src/main/config';
 import path from 'node:path';
 import { InferenceServer, PROTO_PATH, type ServerOptions } from '../../src/main/server';
+import { Telemetry } from '../../src/main/telemetry';
 
 /** The test-only worker entry that injects faults (fixtures/faults.ts). */
 export const FAULT_WORKER = path.join(__dirname, '..', 'fixtures', 'fault-worker.js');
@@ -28,6 +29,7 @@ export interface ModelServiceClient extends grpc.Client {
     callback: (error: grpc.ServiceError | null, reply?: PredictReply) => void,
   ): grpc.ClientUnaryCall;
   StreamPredict(options?: grpc.CallOptions): grpc.ClientDuplexStream<object, PredictReply>;
+  StreamPredict(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<object, PredictReply>;
   HealthCheck(request: object, callback: (error: grpc.ServiceError | null, reply?: { healthy: boolean; status: string }) => void): void;
 }
 
@@ -36,7 +38,7 @@ const ModelService = (grpc.loadPackageDefinition(definition).inference as grpc.G
   .ModelService as grpc.ServiceClientConstructor;
 
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', LOG_LEVEL: 'silent', ...env });
+  return loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', LOG_LEVEL: 'silent', METRICS_PORT: '0', ...env });
 }
 
 export interface TestServer {
@@ -51,7 +53,9 @@ export function modelClient(address: string, credentials = grpc.credentials.crea
 }
 
 export async function startServer(env: Record<string, string> = {}, options: ServerOptions = {}): Promise<TestServer> {
-  const server = await InferenceServer.create(testConfig(env), pino({ level: 'silent' }), options);
+  const config = testConfig(env);
+  const logger = pino({ level: 'silent' });
+  const server = await InferenceServer.create(config, logger, new Telemetry(config, logger), options);
   const port = await server.listen();
   const address = `127.0.0.1:${port}`;
   const client = modelClient(address);

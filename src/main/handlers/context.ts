@@ -3,6 +3,7 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import type { Logger } from 'pino';
 import type { Batcher } from '../../batching/batcher';
 import type { ServedModel } from '../admission';
+import type { Telemetry } from '../telemetry';
 
 export interface HandlerContext {
   batcher: Batcher;
@@ -13,6 +14,7 @@ export interface HandlerContext {
   /** True once shutdown has begun: new calls are refused with UNAVAILABLE. */
   isDraining(): boolean;
   counters: ServingCounters;
+  telemetry: Telemetry;
 }
 
 /** Running totals kept by the handlers. */

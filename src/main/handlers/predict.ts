@@ -1,11 +1,15 @@
 // Unary Predict: admit, enqueue, answer once with the rows and the batch's figures in the trailers.
-import { Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import type { BatchFigures, BatchRequest } from '../../batching/batcher';
 import { admit } from '../admission';
 import { encodeResponse, type PredictRequest } from '../codec';
 import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
+import type { Telemetry } from '../telemetry';
 import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
+
+const METHOD = 'Predict';
 
 class UnaryRequest implements BatchRequest {
   enqueuedAt = 0;
@@ -19,6 +23,8 @@ class UnaryRequest implements BatchRequest {
     private readonly receivedAt: number,
     private readonly versionField: Buffer,
     private readonly callback: sendUnaryData<Buffer>,
+    private readonly telemetry: Telemetry,
+    readonly spanContext: SpanContext | undefined,
   ) {}
 
   complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
@@ -35,16 +41,23 @@ class UnaryRequest implements BatchRequest {
       computeUs: batch.computeUs,
       error: null,
     });
+    this.telemetry.countAnswer(METHOD, status.OK);
     this.callback(null, response, trailer);
   }
 
   fail(error: ServingError): void {
+    this.telemetry.countAnswer(METHOD, error.code);
     this.callback({ code: error.code, details: error.message });
   }
 }
 
 export function predictHandler(context: HandlerContext) {
-  const { batcher, model } = context;
+  const { batcher, model, telemetry } = context;
+  const refuse = (error: unknown, callback: sendUnaryData<Buffer>) => {
+    const failure = toServingError(error);
+    telemetry.countAnswer(METHOD, failure.code);
+    callback({ code: failure.code, details: failure.message });
+  };
   return (call: ServerUnaryCall<PredictRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
     let rows: number;
@@ -52,17 +65,22 @@ export function predictHandler(context: HandlerContext) {
       if (context.isDraining()) throw unavailable(SHUTTING_DOWN);
       rows = admit(call.request, model);
     } catch (error) {
-      const failure = toServingError(error);
-      callback({ code: failure.code, details: failure.message });
+      refuse(error, callback);
       return;
     }
     const deadline = deadlineOf(call, receivedAt, context.requestTimeoutMs);
-    const request = new UnaryRequest(call.request.featureBytes, rows, deadline, receivedAt, model.versionField, callback);
+    const request = new UnaryRequest(
+      call.request.featureBytes,
+      rows,
+      deadline,
+      receivedAt,
+      model.versionField,
+      callback,
+      telemetry,
+      telemetry.currentSpanContext(),
+    );
     if (!batcher.enqueue(request)) {
-      const failure = resourceExhausted(
-        `queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`,
-      );
-      callback({ code: failure.code, details: failure.message });
+      refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`), callback);
       return;
     }
     call.once('cancelled', () => batcher.cancel(request));

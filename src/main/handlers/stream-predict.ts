@@ -6,6 +6,7 @@
 //   - the batcher's queue has no room (held slots wait for room rather than fail), or
 //   - the client does not read its answers (write() returned false; reading resumes on 'drain').
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
+import { SpanStatusCode, type Span, type SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import type { BatchFigures, BatchRequest } from '../../batching/batcher';
 import { RingQueue } from '../../batching/queue';
@@ -18,6 +19,7 @@ import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
 export const STREAM_WINDOW = 1024;
 
 const NO_BYTES: Buffer = Buffer.alloc(0);
+const METHOD = 'StreamPredict';
 
 type Call = ServerDuplexStream<PredictRequest, Buffer>;
 
@@ -27,6 +29,7 @@ class StreamSlot implements BatchRequest {
   cancelled = false;
   /** The encoded answer, once there is one; written when every slot before it has been. */
   response: Buffer | null = null;
+  readonly spanContext: SpanContext | undefined;
 
   constructor(
     private readonly session: StreamSession,
@@ -34,7 +37,10 @@ class StreamSlot implements BatchRequest {
     readonly rows: number,
     readonly deadline: number,
     private readonly receivedAt: number,
-  ) {}
+    private readonly span: Span | null,
+  ) {
+    this.spanContext = span?.spanContext() ?? session.spanContext;
+  }
 
   complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
     this.response = encodeResponse(output, start, end, {
@@ -45,12 +51,19 @@ class StreamSlot implements BatchRequest {
       computeUs: batch.computeUs,
       error: null,
     });
+    this.session.answered(status.OK);
+    this.span?.end();
     this.session.flush();
   }
 
   fail(error: ServingError): void {
     const latencyMs = performance.now() - this.receivedAt;
     this.response = encodeFailure(latencyMs, this.session.versionField, { code: error.code, message: error.message });
+    this.session.answered(error.code);
+    if (this.span !== null) {
+      this.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      this.span.end();
+    }
     this.session.flush();
   }
 }
@@ -59,6 +72,9 @@ class StreamSession {
   readonly versionField: Buffer;
   /** The call's deadline: the same for every message of the stream. */
   private readonly deadline: number;
+  /** The stream's span; its messages' batches link to it (or to their own message spans). */
+  readonly spanContext: SpanContext | undefined;
+  private messages = 0;
   /** Every unanswered message, in arrival order. */
   private readonly slots = new RingQueue<StreamSlot>(64);
   /** Admitted slots waiting for room in the batcher's queue, in arrival order. */
@@ -77,6 +93,7 @@ class StreamSession {
   ) {
     this.versionField = context.model.versionField;
     this.deadline = deadlineOf(call, performance.now(), context.requestTimeoutMs);
+    this.spanContext = context.telemetry.currentSpanContext();
     sessions.add(this);
     call.on('data', this.onData);
     call.on('end', this.onEnd);
@@ -105,11 +122,12 @@ class StreamSession {
     let slot: StreamSlot;
     try {
       const rows = admit(request, this.context.model);
-      slot = new StreamSlot(this, request.featureBytes, rows, this.deadline, receivedAt);
+      const span = this.context.telemetry.startMessageSpan(this.spanContext, this.messages++);
+      slot = new StreamSlot(this, request.featureBytes, rows, this.deadline, receivedAt, span);
       this.slots.push(slot);
       if (this.held.length > 0 || !this.context.batcher.enqueue(slot)) this.hold(slot);
     } catch (error) {
-      slot = new StreamSlot(this, NO_BYTES, 0, Infinity, receivedAt);
+      slot = new StreamSlot(this, NO_BYTES, 0, Infinity, receivedAt, null);
       this.slots.push(slot);
       slot.fail(toServingError(error));
     }
@@ -138,6 +156,10 @@ class StreamSession {
     }
     this.updateFlow();
   };
+
+  answered(code: status): void {
+    this.context.telemetry.countAnswer(METHOD, code);
+  }
 
   /** Writes every answered slot at the head of the stream, in order. */
   flush(): void {

@@ -1,0 +1,301 @@
+// OpenTelemetry for tickserve: one SERVER span per RPC from a grpc-js server interceptor (continuing the caller's
+// W3C traceparent/tracestate/baggage), one span per executed batch linked to the spans of the requests it served,
+// and metrics on a Prometheus endpoint, all through the OpenTelemetry SDK.
+//
+// Export is configured only by the standard OTEL_* variables, read by the SDK itself. With no trace endpoint
+// configured, no tracer provider is registered: the API's no-op tracer stays in place, the interceptor skips span
+// work entirely, and nothing tries to connect anywhere.
+import * as grpc from '@grpc/grpc-js';
+import {
+  context,
+  metrics,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Context,
+  type Histogram,
+  type Link,
+  type Span,
+  type SpanContext,
+  type TextMapGetter,
+} from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { BatchFigures, BatchObserver, BatchRequest } from '../batching/batcher';
+import type { Config } from './config';
+
+const INSTRUMENTATION = 'tickserve';
+
+/** Reads W3C trace headers (traceparent, tracestate, baggage) from gRPC request metadata. */
+const metadataGetter: TextMapGetter<grpc.Metadata> = {
+  keys: (metadata) => Object.keys(metadata.getMap()),
+  get: (metadata, key) => {
+    const values = metadata.get(key);
+    if (values.length === 0) return undefined;
+    return values.map(String);
+  },
+};
+
+/** performance.now() milliseconds as an epoch time in ms, for span start and end times. */
+const epochMs = (monotonicMs: number) => performance.timeOrigin + monotonicMs;
+
+const CLIENT_ERRORS = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.NOT_FOUND,
+  grpc.status.CANCELLED,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.RESOURCE_EXHAUSTED,
+]);
+
+export interface ServedModelInfo {
+  name: string;
+  version: string;
+  inputWidth: number;
+  outputWidth: number;
+  executionProvider: string;
+  workers: number;
+}
+
+/** What the gauges read; bound once the server exists. */
+export interface TelemetrySources {
+  queuedRows(): number;
+  inFlightBatches(): number;
+  model: ServedModelInfo;
+}
+
+export class Telemetry implements BatchObserver {
+  readonly tracing: boolean;
+  private readonly sdk: NodeSDK | null;
+  private readonly tracer;
+  private readonly meter;
+  private readonly rpcDuration: Histogram;
+  private readonly batchRows: Histogram;
+  private readonly queueWait: Histogram;
+  private readonly computeTime: Histogram;
+  private readonly requests;
+  private readonly failedBatches;
+  private readonly workerBusy;
+  private busySeconds = 0;
+  private utilisationMark = { at: performance.now(), busy: 0 };
+  private sources: TelemetrySources | null = null;
+  private readonly streamMessageSpans: boolean;
+
+  constructor(
+    config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.tracing = config.tracing;
+    this.streamMessageSpans = config.tracing && config.streamMessageSpans;
+    const readers = config.metricsPort > 0 ? [new PrometheusExporter({ host: config.host, port: config.metricsPort })] : [];
+    if (config.telemetryDisabled) {
+      this.sdk = null;
+    } else {
+      this.sdk = new NodeSDK({
+        instrumentations: [],
+        metricReaders: readers,
+        logRecordProcessors: [],
+        // No endpoint configured: no span processor, so no tracer provider and no connection attempts.
+        ...(config.tracing ? {} : { spanProcessors: [] }),
+      });
+      this.sdk.start();
+    }
+    // Instruments are made after start(), from the global providers that the SDK installed.
+    this.tracer = trace.getTracer(INSTRUMENTATION);
+    this.meter = metrics.getMeter(INSTRUMENTATION);
+    this.rpcDuration = this.meter.createHistogram('rpc.server.duration', {
+      description: 'Duration of RPCs, from the request headers to the status',
+      unit: 'ms',
+      advice: { explicitBucketBoundaries: [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000] },
+    });
+    this.requests = this.meter.createCounter('tickserve.requests', {
+      description: 'Predictions answered (unary calls and stream messages), by method and gRPC status code',
+    });
+    this.batchRows = this.meter.createHistogram('tickserve.batch.rows', {
+      description: 'Rows in each executed batch',
+      unit: '{row}',
+      advice: { explicitBucketBoundaries: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024] },
+    });
+    this.queueWait = this.meter.createHistogram('tickserve.queue.wait', {
+      description: 'Time a request waited in the batcher queue',
+      unit: 'us',
+      advice: { explicitBucketBoundaries: [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000] },
+    });
+    this.computeTime = this.meter.createHistogram('tickserve.batch.compute', {
+      description: 'Time a worker spent computing a batch, measured in the worker',
+      unit: 'us',
+      advice: { explicitBucketBoundaries: [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000] },
+    });
+    this.failedBatches = this.meter.createCounter('tickserve.batch.failures', { description: 'Batches that failed' });
+    this.workerBusy = this.meter.createCounter('tickserve.worker.busy', {
+      description: 'Seconds workers spent computing; rate() / workers is utilisation',
+      unit: 's',
+    });
+    this.meter.createObservableGauge('tickserve.queue.depth', { description: 'Rows waiting in the batcher queue', unit: '{row}' })
+      .addCallback((result) => {
+        if (this.sources) result.observe(this.sources.queuedRows());
+      });
+    this.meter.createObservableGauge('tickserve.batches.in_flight', { description: 'Batches handed to workers and not yet answered' })
+      .addCallback((result) => {
+        if (this.sources) result.observe(this.sources.inFlightBatches());
+      });
+    this.meter.createObservableGauge('tickserve.worker.utilization', {
+      description: 'Fraction of worker time spent computing since the previous collection',
+      unit: '1',
+    }).addCallback((result) => {
+      if (!this.sources) return;
+      const now = performance.now();
+      const elapsedS = (now - this.utilisationMark.at) / 1000;
+      const busy = this.busySeconds - this.utilisationMark.busy;
+      this.utilisationMark = { at: now, busy: this.busySeconds };
+      if (elapsedS > 0) result.observe(Math.min(1, busy / (elapsedS * this.sources.model.workers)));
+    });
+    this.meter.createObservableGauge('tickserve.model.info', { description: 'The served model (value 1)' })
+      .addCallback((result) => {
+        const model = this.sources?.model;
+        if (!model) return;
+        result.observe(1, {
+          'model.name': model.name,
+          'model.version': model.version,
+          'model.input_width': model.inputWidth,
+          'model.output_width': model.outputWidth,
+          'model.execution_provider': model.executionProvider,
+          workers: model.workers,
+        });
+      });
+  }
+
+  bind(sources: TelemetrySources): void {
+    this.sources = sources;
+  }
+
+  /** The span of the call being handled, for requests to carry to their batch. */
+  currentSpanContext(): SpanContext | undefined {
+    if (!this.tracing) return undefined;
+    return trace.getSpan(context.active())?.spanContext();
+  }
+
+  /** Counts one answered prediction (a unary call, or one stream message). */
+  countAnswer(method: string, code: grpc.status): void {
+    this.requests.add(1, { 'rpc.method': method, 'rpc.grpc.status_code': code });
+  }
+
+  /** A span for one stream message, child of the stream's span, when STREAM_MESSAGE_SPANS is on. */
+  startMessageSpan(parent: SpanContext | undefined, index: number): Span | null {
+    if (!this.streamMessageSpans || parent === undefined) return null;
+    const ctx = trace.setSpanContext(ROOT_CONTEXT, parent);
+    return this.tracer.startSpan('inference.ModelService/StreamPredict message', {
+      kind: SpanKind.INTERNAL,
+      attributes: { 'rpc.message.id': index },
+    }, ctx);
+  }
+
+  /** The grpc-js server interceptor: RPC spans, RPC metrics and a log line for each failed call. */
+  readonly interceptor: grpc.ServerInterceptor = (methodDescriptor, call) => {
+    const fullMethod = methodDescriptor.path.slice(1); // "inference.ModelService/Predict"
+    const slash = fullMethod.lastIndexOf('/');
+    const service = fullMethod.slice(0, slash);
+    const method = fullMethod.slice(slash + 1);
+    const started = performance.now();
+    let span: Span | null = null;
+    let spanContext: Context = ROOT_CONTEXT;
+    const inSpan = <T>(fn: () => T): T => (span === null ? fn() : context.with(spanContext, fn));
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            if (this.tracing) {
+              const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
+              span = this.tracer.startSpan(fullMethod, { kind: SpanKind.SERVER, attributes: rpcAttributes(service, method, call) }, parent);
+              spanContext = trace.setSpan(parent, span);
+            }
+            inSpan(() => nextMetadata(metadata));
+          },
+          onReceiveMessage: (message, nextMessage) => inSpan(() => nextMessage(message)),
+          onReceiveHalfClose: (nextHalfClose) => inSpan(() => nextHalfClose()),
+        });
+      },
+      sendStatus: (status, next) => {
+        const code = status.code;
+        this.rpcDuration.record(performance.now() - started, { 'rpc.service': service, 'rpc.method': method, 'rpc.grpc.status_code': code });
+        if (span !== null) {
+          span.setAttribute('rpc.grpc.status_code', code);
+          if (code !== grpc.status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `${grpc.status[code]}: ${status.details ?? ''}` });
+          span.end();
+        }
+        if (code !== grpc.status.OK) this.logFailure(fullMethod, code, status.details ?? '', span);
+        next(status);
+      },
+    });
+  };
+
+  private logFailure(method: string, code: grpc.status, details: string, span: Span | null): void {
+    const ids = span ? { trace_id: span.spanContext().traceId, span_id: span.spanContext().spanId } : {};
+    const entry = { ...ids, method, code: grpc.status[code], details };
+    if (CLIENT_ERRORS.has(code)) this.logger.debug(entry, 'call failed');
+    else this.logger.warn(entry, 'call failed');
+  }
+
+  /** BatchObserver: batch metrics always; a batch span when any of its requests is traced. */
+  onBatch(members: readonly BatchRequest[], batch: BatchFigures, error: string | null): void {
+    this.batchRows.record(batch.rows);
+    if (error !== null) this.failedBatches.add(1);
+    else {
+      this.computeTime.record(batch.computeUs);
+      this.busySeconds += batch.computeUs / 1e6;
+      this.workerBusy.add(batch.computeUs / 1e6);
+    }
+    let maxWaitUs = 0;
+    let sumWaitUs = 0;
+    for (const request of members) {
+      const waitUs = (batch.dispatchedAt - request.enqueuedAt) * 1000;
+      this.queueWait.record(waitUs);
+      sumWaitUs += waitUs;
+      if (waitUs > maxWaitUs) maxWaitUs = waitUs;
+    }
+    if (!this.tracing) return;
+    const links: Link[] = [];
+    let parent: SpanContext | undefined;
+    for (const request of members) {
+      const traced = request.spanContext;
+      if (traced === undefined) continue;
+      links.push({ context: traced });
+      if (parent === undefined && (traced.traceFlags & 1) === 1) parent = traced;
+    }
+    if (parent === undefined) return; // no sampled request rode in this batch
+    const model = this.sources?.model;
+    const attributes: Attributes = {
+      'tickserve.batch.rows': batch.rows,
+      'tickserve.batch.requests': members.length,
+      'tickserve.batch.queue_wait_us.max': Math.round(maxWaitUs),
+      'tickserve.batch.queue_wait_us.mean': Math.round(sumWaitUs / Math.max(1, members.length)),
+      'tickserve.batch.compute_us': Math.round(batch.computeUs),
+      'tickserve.worker.id': batch.worker,
+      'model.name': model?.name ?? '',
+      'model.version': model?.version ?? '',
+    };
+    const span = this.tracer.startSpan('inference.batch', { kind: SpanKind.INTERNAL, startTime: epochMs(batch.dispatchedAt), links, attributes }, trace.setSpanContext(ROOT_CONTEXT, parent));
+    if (error !== null) span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+    span.end(epochMs(batch.finishedAt));
+  }
+
+  async shutdown(): Promise<void> {
+    await this.sdk?.shutdown();
+  }
+}
+
+function rpcAttributes(service: string, method: string, call: grpc.ServerInterceptingCallInterface): Attributes {
+  const peer = call.getPeer();
+  const colon = peer.lastIndexOf(':');
+  return {
+    'rpc.system': 'grpc',
+    'rpc.service': service,
+    'rpc.method': method,
+    'network.peer.address': colon > 0 ? peer.slice(0, colon).replace(/^\[|\]$/g, '') : peer,
+    ...(colon > 0 ? { 'network.peer.port': Number(peer.slice(colon + 1)) } : {}),
+  };
+}
