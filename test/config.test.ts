@@ -52,6 +52,13 @@ describe('config', () => {
     ['TLS_CERT_FILE', '/no/such/cert.pem', { TLS_KEY_FILE: '/etc/hostname' }],
     ['TLS_KEY_FILE', '/no/such/key.pem', { TLS_CERT_FILE: '/etc/hostname' }],
     ['TLS_CLIENT_CA_FILE', '/no/such/ca.pem'],
+    ['METRICS_PORT', '99999'],
+    ['STREAM_MESSAGE_SPANS', 'maybe'],
+    ['OTEL_SDK_DISABLED', 'yes please'],
+    ['OTEL_EXPORTER_OTLP_PROTOCOL', 'xml'],
+    ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'http'],
+    ['OTEL_TRACES_SAMPLER', 'sometimes'],
+    ['OTEL_TRACES_SAMPLER_ARG', '1.5', { OTEL_TRACES_SAMPLER: 'traceidratio' }],
   ];
   for (const [variable, value, extra] of bad) {
     it(`${variable}=${JSON.stringify(value)} is refused, naming the variable and the value`, () => {
@@ -66,6 +73,20 @@ describe('config', () => {
       );
     });
   }
+
+  it('tracing is on only when an endpoint or exporter is configured, and off when the SDK is disabled', () => {
+    assert.equal(loadConfig({}).tracing, false);
+    assert.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).tracing, true);
+    assert.equal(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' }).tracing, true);
+    assert.equal(loadConfig({ OTEL_TRACES_EXPORTER: 'console' }).tracing, true);
+    assert.equal(loadConfig({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }).tracing, false);
+    const disabled = loadConfig({ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' });
+    assert.equal(disabled.tracing, false);
+    assert.equal(disabled.telemetryDisabled, true);
+    for (const protocol of ['grpc', 'http/protobuf', 'http/json']) {
+      assert.equal(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: protocol }).tracing, false);
+    }
+  });
 
   it('TLS needs both the certificate and the key', () => {
     assert.throws(() => loadConfig({ TLS_CERT_FILE: '/etc/hostname' }), /TLS_KEY_FILE="" is invalid: required when TLS_CERT_FILE is set/);
