@@ -8,6 +8,8 @@
 //   --peers DIR        the bench peers (default ../shared/bench-peers)
 //   --out FILE         the Markdown report (default docs/BENCHMARKS.md)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -104,6 +106,54 @@ function h2load(target: Target, rpc: 'unary' | 'stream', quick: boolean): H2load
   return { target: target.name, rpc, messagesPerSecond: perSecond * (rpc === 'unary' ? 1 : perStream), succeeded, failed };
 }
 
+interface TelemetryCost {
+  variant: string;
+  unary: number[];
+  stream: number[];
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/**
+ * What telemetry costs: the same server with OpenTelemetry disabled, with its default (metrics on, no trace
+ * endpoint) and with every call traced (always_on) and exported over OTLP/HTTP to a sink in this process. The
+ * variants take turns, three rounds, driven by h2load; medians are compared.
+ */
+async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
+  const sink = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end());
+  });
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+  const sinkPort = (sink.address() as AddressInfo).port;
+  const variants: Array<[string, Record<string, string>]> = [
+    ['OTEL_SDK_DISABLED=true', { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0' }],
+    ['default (metrics, no trace endpoint)', { METRICS_PORT: '50179' }],
+    ['tracing 100% + OTLP export', {
+      METRICS_PORT: '50180',
+      OTEL_TRACES_SAMPLER: 'always_on',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    }],
+  ];
+  const targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
+  try {
+    for (const t of targets) await waitReady(t.port, t.process, t.name);
+    const costs: TelemetryCost[] = targets.map((t) => ({ variant: t.name, unary: [], stream: [] }));
+    for (let round = 0; round < (quick ? 1 : 3); round++) {
+      targets.forEach((t, i) => {
+        process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}\n`);
+        costs[i].unary.push(h2load(t, 'unary', quick).messagesPerSecond);
+        costs[i].stream.push(h2load(t, 'stream', quick).messagesPerSecond);
+      });
+    }
+    return costs;
+  } finally {
+    targets.forEach((t) => t.process.kill('SIGTERM'));
+    sink.close();
+  }
+}
+
 let tmp: string | undefined;
 function mkdtempDir(): string {
   tmp ??= execFileSync('mktemp', ['-d'], { encoding: 'utf8' }).trim();
@@ -140,8 +190,15 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       peers: { type: 'string', default: path.resolve(ROOT, '..', 'shared', 'bench-peers') },
       out: { type: 'string', default: path.join(ROOT, 'docs', 'BENCHMARKS.md') },
+      only: { type: 'string', default: '' },
     },
   });
+  if (values.only === 'telemetry') {
+    for (const cost of await telemetryCost(values.quick!)) {
+      console.log(`${cost.variant}: unary ${cost.unary.map((v) => v.toFixed(0)).join(' ')}; stream ${cost.stream.map((v) => v.toFixed(0)).join(' ')}`);
+    }
+    return;
+  }
   const quick = values.quick!;
   const durationS = quick ? 1.5 : 4;
   const warmupS = quick ? 0.5 : 1;
@@ -232,6 +289,10 @@ async function main(): Promise<void> {
   } else notes.push('h2load (Debian nghttp2-client) is not installed; the independent load generator was not run.');
   stopAll();
 
+  // 5. What telemetry costs (h2load only: the cheaper generator shows the server's own cost best).
+  const costs = hasH2load() ? await telemetryCost(quick) : [];
+  if (!costs.length) notes.push('The telemetry cost needs h2load; it was not measured.');
+
   // Plots, data, report.
   const plot = (rpc: 'unary' | 'stream') => {
     const series: PlotSeries[] = small.map((t) => ({
@@ -267,6 +328,12 @@ async function main(): Promise<void> {
     `| heavy model: batching ≥ 4× MAX_BATCH_SIZE=1 | ${ratio(heavyOn.rowsPerSecond, heavyOff.rowsPerSecond)} (${heavyOn.rowsPerSecond.toFixed(0)} vs ${heavyOff.rowsPerSecond.toFixed(0)} rows/s) | ${check(heavyOn.rowsPerSecond >= 4 * heavyOff.rowsPerSecond)} |`,
     `| heavy model: ≥ 0.8× onnxruntime in-process at the same batch size (${heavyBatch} rows, 1 thread; 16-row requests) | ${ratio(heavyBound.rowsPerSecond, inProcess)} (${heavyBound.rowsPerSecond.toFixed(0)} vs ${inProcess.toFixed(0)} rows/s) | ${check(heavyBound.rowsPerSecond >= 0.8 * inProcess)} |`,
     `| p99 ≤ 2 ms at half the highest unary rate (${halfRate}/s, Poisson) | ${openLoop.latencyMs.p99.toFixed(3)} ms${echo ? ` (echo at ${commonRate}/s: ${openCommon[echo.name].latencyMs.p99.toFixed(3)} ms)` : ''} | ${check(openLoop.latencyMs.p99 <= 2)} |`,
+    ...(costs.length === 3
+      ? (['unary', 'stream'] as const).flatMap((rpc) => [
+          `| ${rpc}: tracing off within 2% of OpenTelemetry disabled (h2load medians) | ${ratio(median(costs[1][rpc]), median(costs[0][rpc]))} | ${check(median(costs[1][rpc]) >= 0.98 * median(costs[0][rpc]))} |`,
+          `| ${rpc}: tracing 100% + export within 15% of tracing off (h2load medians) | ${ratio(median(costs[2][rpc]), median(costs[1][rpc]))} | ${check(median(costs[2][rpc]) >= 0.85 * median(costs[1][rpc]))} |`,
+        ])
+      : []),
     `| RSS under load ≤ 300 MB | ${rss.peak.toFixed(0)} MiB peak (${rss.rss.toFixed(0)} MiB at the end) | ${check(rss.peak <= 300)} |`,
   ].filter((line) => line !== '');
 
@@ -319,6 +386,19 @@ async function main(): Promise<void> {
           '| target | rpc | messages/s | succeeded | failed |',
           '|---|---|---|---|---|',
           ...h2.map((r) => `| ${r.target} | ${r.rpc} | ${r.messagesPerSecond.toFixed(0)} | ${r.succeeded} | ${r.failed} |`),
+          '',
+        ]
+      : []),
+    ...(costs.length
+      ? [
+          '## What telemetry costs',
+          '',
+          'The same server three ways, taking turns for three rounds under h2load (as above); messages/s of each round.',
+          'Tracing: `OTEL_TRACES_SAMPLER=always_on`, exported over OTLP/HTTP protobuf to a sink in the benchmark process.',
+          '',
+          '| variant | Predict calls/s | median | StreamPredict messages/s | median |',
+          '|---|---|---|---|---|',
+          ...costs.map((c) => `| ${c.variant} | ${c.unary.map((v) => v.toFixed(0)).join(', ')} | ${median(c.unary).toFixed(0)} | ${c.stream.map((v) => v.toFixed(0)).join(', ')} | ${median(c.stream).toFixed(0)} |`),
           '',
         ]
       : []),

@@ -115,7 +115,9 @@ export class InferenceServer {
     const packageDefinition = protoLoader.loadSync([PROTO_PATH, healthProtoPath], PROTO_OPTIONS);
     this.grpcServer = new grpc.Server({
       'grpc.max_receive_message_length': config.maxReceiveMessageBytes,
-      interceptors: config.telemetryDisabled ? [] : [telemetry.interceptor],
+      // Only while tracing: an interceptor costs every call a layer of grpc-js, and the handlers report their own
+      // metrics and failures.
+      interceptors: telemetry.tracing ? [telemetry.interceptor] : [],
     });
     this.grpcServer.addService(modelServiceDefinition(packageDefinition), {
       Predict: predictHandler(context),

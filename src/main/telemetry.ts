@@ -28,6 +28,9 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { BatchFigures, BatchObserver, BatchRequest } from '../batching/batcher';
 import type { Config } from './config';
+import { RpcMetrics } from './rpc-metrics';
+
+const MODEL_SERVICE = 'inference.ModelService';
 
 const INSTRUMENTATION = 'tickserve';
 
@@ -73,11 +76,10 @@ export class Telemetry implements BatchObserver {
   private readonly sdk: NodeSDK | null;
   private readonly tracer;
   private readonly meter;
-  private readonly rpcDuration: Histogram;
+  private readonly rpc = new RpcMetrics();
   private readonly batchRows: Histogram;
   private readonly queueWait: Histogram;
   private readonly computeTime: Histogram;
-  private readonly requests;
   private readonly failedBatches;
   private readonly workerBusy;
   private busySeconds = 0;
@@ -91,7 +93,8 @@ export class Telemetry implements BatchObserver {
   ) {
     this.tracing = config.tracing;
     this.streamMessageSpans = config.tracing && config.streamMessageSpans;
-    const readers = config.metricsPort > 0 ? [new PrometheusExporter({ host: config.host, port: config.metricsPort })] : [];
+    const readers =
+      config.metricsPort > 0 ? [new PrometheusExporter({ host: config.host, port: config.metricsPort, metricProducers: [this.rpc] })] : [];
     if (config.telemetryDisabled) {
       this.sdk = null;
     } else {
@@ -107,14 +110,6 @@ export class Telemetry implements BatchObserver {
     // Instruments are made after start(), from the global providers that the SDK installed.
     this.tracer = trace.getTracer(INSTRUMENTATION);
     this.meter = metrics.getMeter(INSTRUMENTATION);
-    this.rpcDuration = this.meter.createHistogram('rpc.server.duration', {
-      description: 'Duration of RPCs, from the request headers to the status',
-      unit: 'ms',
-      advice: { explicitBucketBoundaries: [0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000] },
-    });
-    this.requests = this.meter.createCounter('tickserve.requests', {
-      description: 'Predictions answered (unary calls and stream messages), by method and gRPC status code',
-    });
     this.batchRows = this.meter.createHistogram('tickserve.batch.rows', {
       description: 'Rows in each executed batch',
       unit: '{row}',
@@ -181,7 +176,16 @@ export class Telemetry implements BatchObserver {
 
   /** Counts one answered prediction (a unary call, or one stream message). */
   countAnswer(method: string, code: grpc.status): void {
-    this.requests.add(1, { 'rpc.method': method, 'rpc.grpc.status_code': code });
+    this.rpc.countAnswer(MODEL_SERVICE, method, code);
+  }
+
+  /**
+   * A ModelService call ended (the handlers report these; the interceptor, present only while tracing, reports the
+   * other services): its duration metric, and a log line when it failed.
+   */
+  callEnded(method: string, code: grpc.status, durationMs: number, details: string, spanContext: SpanContext | undefined): void {
+    this.rpc.recordCall(MODEL_SERVICE, method, code, durationMs);
+    if (code !== grpc.status.OK) this.logFailure(`${MODEL_SERVICE}/${method}`, code, details, spanContext);
   }
 
   /** A span for one stream message, child of the stream's span, when STREAM_MESSAGE_SPANS is on. */
@@ -194,7 +198,10 @@ export class Telemetry implements BatchObserver {
     }, ctx);
   }
 
-  /** The grpc-js server interceptor: RPC spans, RPC metrics and a log line for each failed call. */
+  /**
+   * The grpc-js server interceptor, installed only while tracing: a SERVER span per RPC in the caller's trace, and
+   * the duration metric and failure log of the services other than ModelService (whose handlers report their own).
+   */
   readonly interceptor: grpc.ServerInterceptor = (methodDescriptor, call) => {
     const fullMethod = methodDescriptor.path.slice(1); // "inference.ModelService/Predict"
     const slash = fullMethod.lastIndexOf('/');
@@ -215,26 +222,29 @@ export class Telemetry implements BatchObserver {
             }
             inSpan(() => nextMetadata(metadata));
           },
-          onReceiveMessage: (message, nextMessage) => inSpan(() => nextMessage(message)),
+          // grpc-js calls a unary handler on half-close and a streaming one on metadata; those two run in the span
+          // (stream messages need not: the session keeps its span context).
           onReceiveHalfClose: (nextHalfClose) => inSpan(() => nextHalfClose()),
         });
       },
       sendStatus: (status, next) => {
         const code = status.code;
-        this.rpcDuration.record(performance.now() - started, { 'rpc.service': service, 'rpc.method': method, 'rpc.grpc.status_code': code });
         if (span !== null) {
           span.setAttribute('rpc.grpc.status_code', code);
           if (code !== grpc.status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `${grpc.status[code]}: ${status.details ?? ''}` });
           span.end();
         }
-        if (code !== grpc.status.OK) this.logFailure(fullMethod, code, status.details ?? '', span);
+        if (service !== MODEL_SERVICE) {
+          this.rpc.recordCall(service, method, code, performance.now() - started);
+          if (code !== grpc.status.OK) this.logFailure(fullMethod, code, status.details ?? '', span?.spanContext());
+        }
         next(status);
       },
     });
   };
 
-  private logFailure(method: string, code: grpc.status, details: string, span: Span | null): void {
-    const ids = span ? { trace_id: span.spanContext().traceId, span_id: span.spanContext().spanId } : {};
+  private logFailure(method: string, code: grpc.status, details: string, spanContext: SpanContext | undefined): void {
+    const ids = spanContext ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
     const entry = { ...ids, method, code: grpc.status[code], details };
     if (CLIENT_ERRORS.has(code)) this.logger.debug(entry, 'call failed');
     else this.logger.warn(entry, 'call failed');

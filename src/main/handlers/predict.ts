@@ -41,22 +41,25 @@ class UnaryRequest implements BatchRequest {
       computeUs: batch.computeUs,
       error: null,
     });
-    this.telemetry.countAnswer(METHOD, status.OK);
     this.callback(null, response, trailer);
+    this.telemetry.countAnswer(METHOD, status.OK);
+    this.telemetry.callEnded(METHOD, status.OK, performance.now() - this.receivedAt, '', this.spanContext);
   }
 
   fail(error: ServingError): void {
-    this.telemetry.countAnswer(METHOD, error.code);
     this.callback({ code: error.code, details: error.message });
+    this.telemetry.countAnswer(METHOD, error.code);
+    this.telemetry.callEnded(METHOD, error.code, performance.now() - this.receivedAt, error.message, this.spanContext);
   }
 }
 
 export function predictHandler(context: HandlerContext) {
   const { batcher, model, telemetry } = context;
-  const refuse = (error: unknown, callback: sendUnaryData<Buffer>) => {
+  const refuse = (error: unknown, callback: sendUnaryData<Buffer>, receivedAt: number) => {
     const failure = toServingError(error);
-    telemetry.countAnswer(METHOD, failure.code);
     callback({ code: failure.code, details: failure.message });
+    telemetry.countAnswer(METHOD, failure.code);
+    telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, telemetry.currentSpanContext());
   };
   return (call: ServerUnaryCall<PredictRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
@@ -65,7 +68,7 @@ export function predictHandler(context: HandlerContext) {
       if (context.isDraining()) throw unavailable(SHUTTING_DOWN);
       rows = admit(call.request, model);
     } catch (error) {
-      refuse(error, callback);
+      refuse(error, callback, receivedAt);
       return;
     }
     const deadline = deadlineOf(call, receivedAt, context.requestTimeoutMs);
@@ -80,7 +83,7 @@ export function predictHandler(context: HandlerContext) {
       telemetry.currentSpanContext(),
     );
     if (!batcher.enqueue(request)) {
-      refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`), callback);
+      refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`), callback, receivedAt);
       return;
     }
     call.once('cancelled', () => batcher.cancel(request));

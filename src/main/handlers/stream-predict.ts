@@ -75,6 +75,7 @@ class StreamSession {
   /** The stream's span; its messages' batches link to it (or to their own message spans). */
   readonly spanContext: SpanContext | undefined;
   private messages = 0;
+  private readonly startedAt = performance.now();
   /** Every unanswered message, in arrival order. */
   private readonly slots = new RingQueue<StreamSlot>(64);
   /** Admitted slots waiting for room in the batcher's queue, in arrival order. */
@@ -186,6 +187,7 @@ class StreamSession {
       this.closed = true;
       this.sessions.delete(this);
       this.call.end();
+      this.context.telemetry.callEnded(METHOD, status.OK, performance.now() - this.startedAt, '', this.spanContext);
     }
   }
 
@@ -193,6 +195,8 @@ class StreamSession {
     if (this.closed) return;
     this.closed = true;
     this.sessions.delete(this);
+    const ended = performance.now() - this.startedAt;
+    this.context.telemetry.callEnded(METHOD, status.CANCELLED, ended, 'cancelled by the client or its deadline', this.spanContext);
     const batcher = this.context.batcher;
     for (let slot = this.slots.shift(); slot !== undefined; slot = this.slots.shift()) batcher.cancel(slot);
     while (this.held.shift() !== undefined);
