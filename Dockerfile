@@ -1,12 +1,13 @@
 # tickserve: multi-stage build, non-root runtime, production dependencies only.
-# The CPU build of onnxruntime-node is inside its npm package; the .npmrc skips its CUDA download
-# (onnxruntime-node-install=skip). For a CUDA image, build FROM an nvidia/cuda base and set
-# ONNXRUNTIME_NODE_INSTALL=cuda12 for the npm ci in the runtime stage.
+# The CPU build of onnxruntime-node is inside its npm package, so install scripts are skipped (--ignore-scripts:
+# no CUDA download, and no `prepare` build before the sources are copied). For a CUDA image, build FROM an
+# nvidia/cuda base and run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install`
+# after the runtime stage's npm ci.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc tsconfig.json ./
-RUN npm ci
+RUN npm ci --ignore-scripts
 COPY proto ./proto
 COPY src ./src
 COPY scripts ./scripts
@@ -18,7 +19,7 @@ FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/models ./models
 COPY proto ./proto

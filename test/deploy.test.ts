@@ -67,3 +67,87 @@ describe('deploy/docker-compose.yml', () => {
     assert.ok(graceS * 1000 > Number(env.SHUTDOWN_GRACE_MS));
   });
 });
+
+describe('deploy/kubernetes', () => {
+  const load = (file: string) => parse(read(`deploy/kubernetes/${file}`));
+  const configMap = load('configmap.yaml');
+  const deployment = load('deployment.yaml');
+  const container = deployment.spec.template.spec.containers[0];
+  const config = loadConfig(configMap.data);
+
+  it('kustomization lists every manifest', () => {
+    assert.deepEqual(load('kustomization.yaml').resources.sort(), ['configmap.yaml', 'deployment.yaml', 'hpa.yaml', 'pdb.yaml', 'service.yaml']);
+  });
+
+  it('the ConfigMap holds only values the server accepts, and the Deployment takes its env from it', () => {
+    assert.equal(container.envFrom[0].configMapRef.name, configMap.metadata.name);
+    assert.equal(config.port, 50051);
+    assert.equal(config.tracing, true);
+  });
+
+  it('names the gRPC and metrics ports the config sets', () => {
+    const ports = Object.fromEntries(container.ports.map((p: { name: string; containerPort: number }) => [p.name, p.containerPort]));
+    assert.deepEqual(ports, { grpc: config.port, metrics: config.metricsPort });
+  });
+
+  it('probes grpc.health.v1 on the gRPC port: readiness for inference.ModelService, liveness for the server', () => {
+    assert.deepEqual(container.readinessProbe.grpc, { port: config.port, service: 'inference.ModelService' });
+    assert.deepEqual(container.livenessProbe.grpc, { port: config.port, service: '' });
+    assert.equal(container.startupProbe.grpc.port, config.port);
+  });
+
+  it('sets resource requests and limits', () => {
+    assert.ok(container.resources.requests.cpu && container.resources.requests.memory);
+    assert.ok(container.resources.limits.cpu && container.resources.limits.memory);
+  });
+
+  it('lets the drain finish: termination grace > preStop pause + SHUTDOWN_GRACE_MS', () => {
+    const preStopS = Number(container.lifecycle.preStop.exec.command[1]);
+    assert.ok(deployment.spec.template.spec.terminationGracePeriodSeconds > preStopS + config.shutdownGraceMs / 1000);
+  });
+
+  it('a headless Service on the gRPC port selects the pods', () => {
+    const service = load('service.yaml');
+    assert.equal(service.spec.clusterIP, 'None');
+    assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+    assert.ok(service.spec.ports.some((p: { port: number; appProtocol: string }) => p.port === config.port && p.appProtocol === 'grpc'));
+  });
+
+  it('the PodDisruptionBudget and the HorizontalPodAutoscaler point at the Deployment', () => {
+    const pdb = load('pdb.yaml');
+    const hpa = load('hpa.yaml');
+    assert.deepEqual(pdb.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
+    assert.ok(pdb.spec.minAvailable < deployment.spec.replicas);
+    assert.equal(hpa.spec.scaleTargetRef.name, deployment.metadata.name);
+    assert.ok(hpa.spec.minReplicas >= pdb.spec.minAvailable);
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = read('Dockerfile');
+  const pkg = JSON.parse(read('package.json'));
+
+  it('is multi-stage and runs as a non-root user with production dependencies only', () => {
+    assert.equal(dockerfile.match(/^FROM /gm)?.length, 2);
+    assert.match(dockerfile, /^USER node$/m);
+    assert.match(dockerfile, /npm ci --omit=dev/);
+  });
+
+  it('starts the server the way `npm start` does, and exposes its ports', () => {
+    const cmd = JSON.parse(/^CMD (.+)$/m.exec(dockerfile)![1]).join(' ');
+    assert.equal(cmd, pkg.scripts.start);
+    const defaults = loadConfig({});
+    assert.match(dockerfile, new RegExp(`^EXPOSE ${defaults.port} ${defaults.metricsPort}$`, 'm'));
+  });
+
+  it('keeps the ONNX Runtime install flag: the .npmrc it copies skips the CUDA download', () => {
+    assert.match(dockerfile, /COPY package\.json package-lock\.json \.npmrc/);
+    assert.match(read('.npmrc'), /^onnxruntime-node-install=skip$/m);
+  });
+
+  it('builds with the README\'s commands: npm ci, then the build that npm start runs first', () => {
+    assert.match(dockerfile, /RUN npm ci --ignore-scripts\n/);
+    assert.match(dockerfile, /RUN npm run build/);
+    assert.equal(pkg.scripts.prestart, 'npm run build --silent');
+  });
+});

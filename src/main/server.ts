@@ -60,7 +60,7 @@ export class InferenceServer {
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   readonly batcher: Batcher;
   private readonly sessions = new Set<StreamSession>();
-  readonly counters: ServingCounters = { streamMessagesRead: 0 };
+  readonly counters: ServingCounters = { predictCalls: 0, streamMessagesRead: 0 };
   private serving = false;
   private closing: Promise<void> | null = null;
 

@@ -19,6 +19,7 @@ export interface HandlerContext {
 
 /** Running totals kept by the handlers. */
 export interface ServingCounters {
+  predictCalls: number;
   streamMessagesRead: number;
 }
 

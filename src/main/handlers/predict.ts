@@ -63,6 +63,7 @@ export function predictHandler(context: HandlerContext) {
   };
   return (call: ServerUnaryCall<PredictRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
+    context.counters.predictCalls++;
     let rows: number;
     try {
       if (context.isDraining()) throw unavailable(SHUTTING_DOWN);

@@ -1,0 +1,215 @@
+// A typed TypeScript client for tickserve: Predict, StreamPredict (async-iterable in, async-iterable out, with
+// backpressure both ways) and health, over one or more channels.
+//
+// Spreading load over replicas, two ways:
+//   - one target naming many addresses (`dns:///tickserve-headless:50051`, `ipv4:10.0.0.1:50051,10.0.0.2:50051`):
+//     one channel whose round_robin load-balancing policy sends each call to the next ready address;
+//   - `poolSize` > 1: that many channels (so that many HTTP/2 connections), used round-robin call by call.
+// Every call has a deadline unless told otherwise; UNAVAILABLE (refused before anything ran: the server is
+// draining, or the address is down) is retried with backoff by grpc's own retry policy, nothing else is.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { once } from 'node:events';
+import path from 'node:path';
+
+const PROTO_PATH = path.resolve(__dirname, '..', '..', '..', 'proto', 'model_service.proto');
+const SERVICE = 'inference.ModelService';
+
+export interface RetryOptions {
+  /** Attempts in all, the first included (grpc caps this at 5). */
+  maxAttempts: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  backoffMultiplier: number;
+}
+
+export interface ClientOptions {
+  /** `host:port`, or a grpc target naming many addresses: `dns:///name:port`, `ipv4:a:p,b:p`. */
+  target: string;
+  /** Channels (connections) to use round-robin. Default 1. */
+  poolSize?: number;
+  /** Deadline of each unary call in ms (default 1000); streams get one only if `streamDeadlineMs` is set. */
+  deadlineMs?: number;
+  streamDeadlineMs?: number;
+  /** gzip every message of every call (for large payloads; see docs/BENCHMARKS.md for where it pays). */
+  compression?: 'gzip' | 'none';
+  credentials?: grpc.ChannelCredentials;
+  /** Retries of UNAVAILABLE only; `false` for none. */
+  retry?: RetryOptions | false;
+  /** Extra grpc-js channel options. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+export interface PredictInput {
+  /** `batchSize` rows of features, row-major. */
+  features: ArrayLike<number>;
+  batchSize?: number;
+  modelVersion?: string;
+}
+
+export interface Prediction {
+  /** One row of outputs per input row, row-major. */
+  predictions: number[];
+  latencyMs: number;
+  modelVersion: string;
+  batchRows: number;
+  queueUs: number;
+  computeUs: number;
+  /** Set on a stream answer whose message failed (the stream goes on); never set on a unary answer. */
+  error: { code: grpc.status; message: string } | null;
+}
+
+export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+interface WireReply {
+  predictions: number[];
+  latency_ms: number;
+  model_version: string;
+  batch_rows: number;
+  queue_us: number;
+  compute_us: number;
+  error: { code: number; message: string } | null;
+}
+
+const definition = protoLoader.loadSync([PROTO_PATH, healthProtoPath], { keepCase: true, arrays: true, defaults: true, longs: Number, enums: String });
+const loaded = grpc.loadPackageDefinition(definition);
+const ModelService = (loaded.inference as grpc.GrpcObject).ModelService as grpc.ServiceClientConstructor;
+const Health = (((loaded.grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject).Health as grpc.ServiceClientConstructor;
+
+export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 3, initialBackoffMs: 20, maxBackoffMs: 500, backoffMultiplier: 2 };
+
+/** The grpc service config: round_robin over the target's addresses, and the retry policy. */
+export function serviceConfig(retry: RetryOptions | false): string {
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(3)}s`;
+  return JSON.stringify({
+    loadBalancingConfig: [{ round_robin: {} }],
+    methodConfig: retry
+      ? [{
+          name: [{ service: SERVICE }, { service: 'grpc.health.v1.Health' }],
+          retryPolicy: {
+            maxAttempts: retry.maxAttempts,
+            initialBackoff: seconds(retry.initialBackoffMs),
+            maxBackoff: seconds(retry.maxBackoffMs),
+            backoffMultiplier: retry.backoffMultiplier,
+            retryableStatusCodes: ['UNAVAILABLE'],
+          },
+        }]
+      : [],
+  });
+}
+
+function toPrediction(reply: WireReply): Prediction {
+  return {
+    predictions: reply.predictions,
+    latencyMs: reply.latency_ms,
+    modelVersion: reply.model_version,
+    batchRows: reply.batch_rows,
+    queueUs: reply.queue_us,
+    computeUs: reply.compute_us,
+    error: reply.error && reply.error.code !== 0 ? { code: reply.error.code, message: reply.error.message } : null,
+  };
+}
+
+function toWire(input: PredictInput) {
+  return { features: Array.from(input.features), batch_size: input.batchSize ?? 0, model_version: input.modelVersion ?? '' };
+}
+
+export class TickClient {
+  private readonly channels: grpc.Client[];
+  private readonly health: grpc.Client;
+  private next = 0;
+  private readonly deadlineMs: number;
+  private readonly streamDeadlineMs: number | undefined;
+
+  constructor(options: ClientOptions) {
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const channelOptions: grpc.ChannelOptions = {
+      'grpc.service_config': serviceConfig(options.retry ?? DEFAULT_RETRY),
+      'grpc.enable_retries': options.retry === false ? 0 : 1,
+      // Keep connections through idle market hours: ping every 30 s when idle, give up after 10 s without an
+      // answer, and do not drop to IDLE (which would reconnect, slowly, on the first call of the morning).
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.client_idle_timeout_ms': 24 * 3600 * 1000,
+      ...(options.compression === 'gzip' ? { 'grpc.default_compression_algorithm': 2, 'grpc.default_compression_level': 2 } : {}),
+      ...options.channelOptions,
+    };
+    const poolSize = Math.max(1, options.poolSize ?? 1);
+    // Distinct channel options keep grpc-js from sharing one connection between the pool's channels.
+    this.channels = Array.from({ length: poolSize }, (_, i) =>
+      new ModelService(options.target, credentials, { ...channelOptions, 'tickserve.pool_index': i }),
+    );
+    this.health = new Health(options.target, credentials, channelOptions);
+    this.deadlineMs = options.deadlineMs ?? 1000;
+    this.streamDeadlineMs = options.streamDeadlineMs;
+  }
+
+  private channel(): grpc.Client & Record<string, Function> {
+    const channel = this.channels[this.next];
+    this.next = (this.next + 1) % this.channels.length;
+    return channel as grpc.Client & Record<string, Function>;
+  }
+
+  /** One prediction; rejects with the call's grpc.ServiceError (code, details) on failure. */
+  predict(input: PredictInput, options: { deadlineMs?: number; metadata?: grpc.Metadata } = {}): Promise<Prediction> {
+    const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
+    return new Promise((resolve, reject) => {
+      this.channel().Predict(toWire(input), options.metadata ?? new grpc.Metadata(), { deadline }, (error: grpc.ServiceError | null, reply: WireReply) =>
+        error ? reject(error) : resolve(toPrediction(reply)),
+      );
+    });
+  }
+
+  /**
+   * Streams `inputs` through one StreamPredict call and yields one answer per input, in order. Backpressure: inputs
+   * are pulled only while the server keeps up (write() returning false waits for 'drain'), and answers are read
+   * only as fast as the caller consumes them. Breaking out of the loop cancels the call.
+   */
+  async *stream(inputs: AsyncIterable<PredictInput> | Iterable<PredictInput>, options: { metadata?: grpc.Metadata } = {}): AsyncGenerator<Prediction> {
+    const callOptions = this.streamDeadlineMs === undefined ? {} : { deadline: Date.now() + this.streamDeadlineMs };
+    const call = this.channel().StreamPredict(options.metadata ?? new grpc.Metadata(), callOptions) as grpc.ClientDuplexStream<object, WireReply>;
+    let writeError: unknown = null;
+    const writing = (async () => {
+      try {
+        for await (const input of inputs) {
+          if (!call.write(toWire(input))) await once(call, 'drain');
+        }
+        call.end();
+      } catch (error) {
+        writeError = error;
+        call.cancel();
+      }
+    })();
+    try {
+      for await (const reply of call) yield toPrediction(reply as WireReply);
+    } catch (error) {
+      throw writeError ?? error;
+    } finally {
+      call.cancel(); // a no-op once the call has ended; stops it when the caller broke out early
+      await writing;
+    }
+    if (writeError) throw writeError;
+  }
+
+  /** grpc.health.v1 Check: the serving status of `service` ("" for the whole server). */
+  healthCheck(service = '', deadlineMs = this.deadlineMs): Promise<ServingStatus> {
+    return new Promise((resolve, reject) => {
+      (this.health as grpc.Client & Record<string, Function>).Check({ service }, { deadline: Date.now() + deadlineMs }, (error: grpc.ServiceError | null, reply: { status: ServingStatus }) =>
+        error ? reject(error) : resolve(reply.status),
+      );
+    });
+  }
+
+  /** Resolves once every channel is connected, or rejects after `timeoutMs`. */
+  async waitForReady(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await Promise.all(this.channels.map((c) => new Promise<void>((resolve, reject) => c.waitForReady(deadline, (e) => (e ? reject(e) : resolve())))));
+  }
+
+  close(): void {
+    for (const channel of this.channels) channel.close();
+    this.health.close();
+  }
+}

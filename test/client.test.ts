@@ -1,0 +1,207 @@
+// The pooled client and the CLI against real servers on loopback.
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import protobuf from 'protobufjs';
+import { TickClient } from '../src/client';
+import { PROTO_PATH } from '../src/main/server';
+import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs } from './helpers/models';
+import { assertClose, startServer, type TestServer } from './helpers/server';
+
+const CLI = path.join(__dirname, '..', 'src', 'client', 'cli.js');
+const run = promisify(execFile);
+
+describe('pooled client over three servers', () => {
+  const servers: TestServer[] = [];
+  let client: TickClient;
+  before(async () => {
+    for (let i = 0; i < 3; i++) servers.push(await startServer());
+    client = new TickClient({ target: `ipv4:${servers.map((s) => s.address).join(',')}`, deadlineMs: 5000 });
+    await client.waitForReady();
+  });
+  after(async () => {
+    client.close();
+    await Promise.all(servers.map((s) => s.close()));
+  });
+
+  it('spreads calls across all three (round_robin over the addresses)', async () => {
+    const before = servers.map((s) => s.server.counters.predictCalls);
+    for (let i = 0; i < 60; i++) await client.predict({ features: featuresFor(i, 1, 17) });
+    const served = servers.map((s, i) => s.server.counters.predictCalls - before[i]);
+    assert.equal(served.reduce((a, b) => a + b, 0), 60);
+    for (const n of served) assert.ok(n >= 10, `uneven spread: ${served.join(', ')}`);
+  });
+
+  it('keeps working when one server is stopped', async () => {
+    await servers[2].server.close(1000);
+    const before = servers.map((s) => s.server.counters.predictCalls);
+    const answers = [];
+    for (let i = 0; i < 40; i++) answers.push(await client.predict({ features: featuresFor(i, 1, 17) }));
+    assert.equal(answers.length, 40);
+    for (const answer of answers) assert.equal(answer.predictions.length, 5);
+    const served = servers.map((s, i) => s.server.counters.predictCalls - before[i]);
+    assert.equal(served[2], 0);
+    assert.ok(served[0] > 0 && served[1] > 0, served.join(', '));
+  });
+});
+
+describe('client calls', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  it('predict: answers what onnxruntime computes, with the server figures', async () => {
+    const client = new TickClient({ target: server.address, poolSize: 3 });
+    try {
+      const features = featuresFor(7, 2, 17);
+      const answer = await client.predict({ features, batchSize: 2 });
+      assertClose(answer.predictions, await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(features), 2));
+      assert.equal(answer.modelVersion, '1');
+      assert.ok(answer.batchRows >= 2);
+      assert.equal(answer.error, null);
+      assert.equal(await client.healthCheck('inference.ModelService'), 'SERVING');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('predict: a bad request rejects with its status', async () => {
+    const client = new TickClient({ target: server.address });
+    try {
+      await assert.rejects(client.predict({ features: [1, 2] }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('stream: async-iterable in and out, one answer per input, in order; a bad input answered in its slot', async () => {
+    const client = new TickClient({ target: server.address });
+    try {
+      async function* inputs() {
+        for (let i = 0; i < 2000; i++) yield { features: i === 1000 ? [1] : featuresFor(i, 1, 17) };
+      }
+      const answers = [];
+      for await (const answer of client.stream(inputs())) answers.push(answer);
+      assert.equal(answers.length, 2000);
+      const rows = Array.from({ length: 2000 }, (_, i) => featuresFor(i === 1000 ? 0 : i, 1, 17)).flat();
+      const expected = await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(rows), 2000);
+      answers.forEach((a, i) => {
+        if (i === 1000) assert.equal(a.error?.code, grpc.status.INVALID_ARGUMENT);
+        else assertClose(a.predictions, expected.subarray(i * 5, i * 5 + 5), `answer ${i}`);
+      });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('stream: breaking out early cancels the call', async () => {
+    const client = new TickClient({ target: server.address });
+    try {
+      function* endless() {
+        for (let i = 0; ; i++) yield { features: featuresFor(i, 1, 17) };
+      }
+      let seen = 0;
+      for await (const answer of client.stream(endless())) {
+        assert.equal(answer.predictions.length, 5);
+        if (++seen === 100) break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(server.server.streamStats().open, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('gzip-compressed calls are answered correctly', async () => {
+    const client = new TickClient({ target: server.address, compression: 'gzip' });
+    try {
+      const features = featuresFor(3, 1, 17);
+      const answer = await client.predict({ features });
+      assertClose(answer.predictions, await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(features), 1));
+      const streamed = [];
+      for await (const a of client.stream([{ features }, { features }])) streamed.push(a);
+      assertClose(streamed[1].predictions, answer.predictions);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('the server decompresses a gzip message sent with grpc-encoding: gzip', async () => {
+    const Request = protobuf.loadSync(PROTO_PATH).lookupType('inference.PredictRequest');
+    const features = featuresFor(4, 1, 17);
+    const compressed = gzipSync(Request.encode({ features }).finish());
+    const framed = Buffer.alloc(5 + compressed.length);
+    framed[0] = 1; // compressed flag
+    framed.writeUInt32BE(compressed.length, 1);
+    compressed.copy(framed, 5);
+    const session = http2.connect(`http://${server.address}`);
+    try {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/inference.ModelService/Predict',
+        'content-type': 'application/grpc',
+        'grpc-encoding': 'gzip',
+        te: 'trailers',
+      });
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on('trailers', resolve));
+      stream.end(framed);
+      assert.equal((await trailers)['grpc-status'], '0');
+      const body = Buffer.concat(chunks);
+      const reply = protobuf.loadSync(PROTO_PATH).lookupType('inference.PredictResponse').decode(body.subarray(5)) as unknown as { predictions: number[] };
+      assertClose(reply.predictions, await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(features), 1));
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('CLI', () => {
+  let server: TestServer;
+  let dir: string;
+  before(async () => {
+    server = await startServer();
+    dir = mkdtempSync(path.join(tmpdir(), 'tickserve-cli-'));
+  });
+  after(() => server.close());
+
+  it('predict prints the predictions', async () => {
+    const features = featuresFor(1, 1, 17);
+    const { stdout } = await run(process.execPath, [CLI, 'predict', '--target', server.address, '--features', features.join(',')]);
+    assertClose(stdout.trim().split(',').map(Number), await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(features), 1));
+  });
+
+  it('replay prints exactly one line per CSV row, in order, skipping the header; the summary goes to stderr', async () => {
+    const rows = Array.from({ length: 500 }, (_, i) => featuresFor(i, 1, 17));
+    const lines = ['f0,f1,f2', ...rows.map((r, i) => (i === 250 ? '1,2,3' : r.join(',')))];
+    const csvFile = path.join(dir, 'feed.csv');
+    writeFileSync(csvFile, `${lines.join('\n')}\n`);
+    const { stdout, stderr } = await run(process.execPath, [CLI, 'replay', '--target', server.address, '--csv', csvFile, '--rate', '5000']);
+    const out = stdout.trimEnd().split('\n');
+    assert.equal(out.length, 500);
+    const expected = await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(rows.flat()), 500);
+    out.forEach((line, i) => {
+      if (i === 250) assert.match(line, /^ERROR INVALID_ARGUMENT: wrong feature count/);
+      else assertClose(line.split(',').map(Number), expected.subarray(i * 5, i * 5 + 5), `line ${i}`);
+    });
+    assert.match(stderr, /rows 500, errors 1, latency p50 [\d.]+ ms, p99 [\d.]+ ms/);
+  });
+
+  it('a bad command line exits 2 with the usage', async () => {
+    await assert.rejects(run(process.execPath, [CLI, 'predict', '--target', server.address]), (e: { code: number; stderr: string }) => {
+      assert.equal(e.code, 2);
+      assert.match(e.stderr, /predict needs --features/);
+      return true;
+    });
+  });
+});
