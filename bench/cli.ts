@@ -10,6 +10,7 @@
 //   --rows N                 rows per request (default 1)
 //   --width N                features per row of the served model (default 17, the default model)
 //   --duration S --warmup S  seconds measured, and seconds of warm-up before (default 5 and 1)
+//   --gzip                   send requests gzip-compressed
 //   --json FILE --csv FILE --svg FILE   write the results, and a latency-vs-throughput plot
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '1,4,16,64' },
       rate: { type: 'string', default: '' },
       poisson: { type: 'boolean', default: false },
+      gzip: { type: 'boolean', default: false },
       streams: { type: 'string', default: '4' },
       rows: { type: 'string', default: '1' },
       width: { type: 'string', default: '17' },
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
       rpc: values.rpc as Rpc,
       ...load,
       poisson: values.poisson!,
+      gzip: values.gzip!,
       streams: Number(values.streams),
       rowsPerRequest: Number(values.rows),
       width: Number(values.width),

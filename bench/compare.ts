@@ -279,7 +279,15 @@ async function main(): Promise<void> {
   const heavyBatch = Math.max(1, Math.round(heavyBound.server?.batchRowsMean ?? 1));
   const inProcess = await inProcessRowsPerSecond(HEAVY_MODEL, heavyBatch, durationS);
 
-  // 4. h2load, where installed, against the small-model servers.
+  // 4. gzip: where it pays and where it costs (small and large requests, same load).
+  const gzipRuns: Array<{ rows: number; gzip: boolean; result: LoadResult }> = [];
+  for (const rows of [1, 64]) {
+    for (const gzip of [false, true]) {
+      gzipRuns.push({ rows, gzip, result: await measure(tickserve, { rpc: 'unary', concurrency: 16, rowsPerRequest: rows, gzip }) });
+    }
+  }
+
+  // 5. h2load, where installed, against the small-model servers.
   const h2: H2loadResult[] = [];
   if (hasH2load()) {
     for (const rpc of ['unary', 'stream'] as const) for (const t of small) {
@@ -289,7 +297,7 @@ async function main(): Promise<void> {
   } else notes.push('h2load (Debian nghttp2-client) is not installed; the independent load generator was not run.');
   stopAll();
 
-  // 5. What telemetry costs (h2load only: the cheaper generator shows the server's own cost best).
+  // 6. What telemetry costs (h2load only: the cheaper generator shows the server's own cost best).
   const costs = hasH2load() ? await telemetryCost(quick) : [];
   if (!costs.length) notes.push('The telemetry cost needs h2load; it was not measured.');
 
@@ -389,6 +397,19 @@ async function main(): Promise<void> {
           '',
         ]
       : []),
+    '## gzip',
+    '',
+    'Predict, c=16, requests sent gzip-compressed (pre-compressed once, so the client\'s own compression is not',
+    'counted) or not. Features are float32s, which compress poorly.',
+    '',
+    '| rows a request | request bytes, plain | gzip | calls/s plain | gzip | rows/s plain | gzip |',
+    '|---|---|---|---|---|---|---|',
+    ...[1, 64].map((rows) => {
+      const plain = gzipRuns.find((g) => g.rows === rows && !g.gzip)!.result;
+      const zipped = gzipRuns.find((g) => g.rows === rows && g.gzip)!.result;
+      return `| ${rows} | ${plain.requestBytes} | ${zipped.requestBytes} | ${plain.requestsPerSecond.toFixed(0)} | ${zipped.requestsPerSecond.toFixed(0)} | ${plain.rowsPerSecond.toFixed(0)} | ${zipped.rowsPerSecond.toFixed(0)} |`;
+    }),
+    '',
     ...(costs.length
       ? [
           '## What telemetry costs',

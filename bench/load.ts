@@ -5,7 +5,7 @@
 import { status } from '@grpc/grpc-js';
 import * as hdr from 'hdr-histogram-js';
 import { performance } from 'node:perf_hooks';
-import { frame, GrpcH2Client, type CallEnd } from './h2';
+import { frame, frameGzip, GrpcH2Client, type CallEnd } from './h2';
 
 export type Rpc = 'unary' | 'stream';
 
@@ -21,6 +21,8 @@ export interface LoadSpec {
   /** StreamPredict calls the load is spread over. */
   streams: number;
   rowsPerRequest: number;
+  /** Send every request gzip-compressed (pre-compressed once: this measures the server's side and the bytes). */
+  gzip?: boolean;
   /** Row width of the served model (features per row). */
   width: number;
   warmupS: number;
@@ -35,6 +37,8 @@ export interface LoadResult {
   seconds: number;
   requestsPerSecond: number;
   rowsPerSecond: number;
+  /** Bytes of one request on the wire (gRPC frame included). */
+  requestBytes: number;
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
   errors: Record<string, number>;
   /** Server-side figures, from trailers (unary) or response fields (stream); absent where the server sends none. */
@@ -45,7 +49,7 @@ const PREDICT = '/inference.ModelService/Predict';
 const STREAM_PREDICT = '/inference.ModelService/StreamPredict';
 
 /** Distinct pre-encoded, framed PredictRequests (packed features, batch_size), cycled through by the generator. */
-export function encodeRequests(width: number, rows: number, variants = 64): Buffer[] {
+export function encodeRequests(width: number, rows: number, variants = 64, gzip = false): Buffer[] {
   return Array.from({ length: variants }, (_, v) => {
     const floats = rows * width;
     const size = 2 + varintSize(floats * 4) + floats * 4 + (rows > 1 ? 1 + varintSize(rows) : 0);
@@ -58,7 +62,7 @@ export function encodeRequests(width: number, rows: number, variants = 64): Buff
       out[at++] = 0x10;
       at = writeVarint(out, at, rows);
     }
-    return frame(out.subarray(0, at));
+    return gzip ? frameGzip(out.subarray(0, at)) : frame(out.subarray(0, at));
   });
 }
 
@@ -175,9 +179,9 @@ function arrivals(rate: number, poisson: boolean): () => number {
 }
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  const client = new GrpcH2Client(spec.target);
+  const client = new GrpcH2Client(spec.target, spec.gzip ?? false);
   await client.ready;
-  const requests = encodeRequests(spec.width, spec.rowsPerRequest);
+  const requests = encodeRequests(spec.width, spec.rowsPerRequest, 64, spec.gzip ?? false);
   const recorder = new Recorder();
   let stopped = false;
   const stop = spec.rpc === 'unary' ? unaryLoad(client, spec, requests, recorder, () => stopped) : streamLoad(client, spec, requests, recorder, () => stopped);
@@ -222,6 +226,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     requests: completed,
     seconds,
     requestsPerSecond: okCount / seconds,
+    requestBytes: requests[0].length,
     rowsPerSecond: (okCount * spec.rowsPerRequest) / seconds,
     latencyMs: {
       p50: ms(h.getValueAtPercentile(50)),
