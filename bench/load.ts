@@ -112,37 +112,37 @@ class Recorder {
   }
 }
 
-/** Fields 4, 5, 6 (batch_rows, queue_us, compute_us) and whether field 7 (error) is present. */
+let cursor = 0;
+
+function varint(bytes: Buffer): number {
+  let value = 0;
+  let factor = 1;
+  let byte: number;
+  do {
+    byte = bytes[cursor++];
+    value += (byte & 0x7f) * factor;
+    factor *= 128;
+  } while (byte >= 0x80);
+  return value;
+}
+
+/** Fields 4, 5, 6 (batch_rows, queue_us, compute_us) and whether field 7 (error) is absent. */
 function readFigures(bytes: Buffer, into: number[]): boolean {
   into[0] = into[1] = into[2] = 0;
-  let pos = 0;
-  while (pos < bytes.length) {
-    const tag = bytes[pos++];
+  cursor = 0;
+  while (cursor < bytes.length) {
+    const tag = bytes[cursor++];
     const wire = tag & 7;
     const field = tag >>> 3;
     if (wire === 0) {
-      let value = 0;
-      let factor = 1;
-      let byte: number;
-      do {
-        byte = bytes[pos++];
-        value += (byte & 0x7f) * factor;
-        factor *= 128;
-      } while (byte >= 0x80);
+      const value = varint(bytes);
       if (field >= 4 && field <= 6) into[field - 4] = value;
     } else if (wire === 2) {
-      let length = 0;
-      let factor = 1;
-      let byte: number;
-      do {
-        byte = bytes[pos++];
-        length += (byte & 0x7f) * factor;
-        factor *= 128;
-      } while (byte >= 0x80);
+      const length = varint(bytes);
       if (field === 7) return false;
-      pos += length;
-    } else if (wire === 5) pos += 4;
-    else if (wire === 1) pos += 8;
+      cursor += length;
+    } else if (wire === 5) cursor += 4;
+    else if (wire === 1) cursor += 8;
     else return true;
   }
   return true;

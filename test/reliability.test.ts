@@ -13,6 +13,7 @@ import {
   FAULT_WORKER,
   predict,
   startServer,
+  streamAll,
   type PredictReply,
   type TestServer,
 } from './helpers/server';
@@ -70,17 +71,7 @@ describe('worker faults fail only their batch; the worker is replaced and servin
   });
 
   it('a fault inside a stream fails that message only, in its slot', async () => {
-    const replies = await new Promise<PredictReply[]>((resolve, reject) => {
-      const got: PredictReply[] = [];
-      const call = server.client.StreamPredict();
-      call.on('data', (reply: PredictReply) => got.push(reply));
-      call.on('error', reject);
-      call.on('end', () => resolve(got));
-      call.write(normal(1));
-      call.write(faulty(FAULT.THROW));
-      call.write(normal(2));
-      call.end();
-    });
+    const replies = await streamAll(server.client, [normal(1), faulty(FAULT.THROW), normal(2)]);
     assert.equal(replies.length, 3);
     assert.equal(replies[0].error, null);
     assert.equal(replies[1].error?.code, grpc.status.UNAVAILABLE);
@@ -124,6 +115,20 @@ describe('deadlines and cancellation', () => {
     await Promise.all(slow);
   });
 
+  it('REQUEST_TIMEOUT_MS on a stream without a deadline counts per message, not from the stream\'s start', async () => {
+    const call = server.client.StreamPredict();
+    const replies: PredictReply[] = [];
+    call.on('data', (reply: PredictReply) => replies.push(reply));
+    for (let i = 0; i < 4; i++) {
+      call.write(normal(i));
+      await new Promise((resolve) => setTimeout(resolve, 100)); // 400 ms in all, past the 150 ms timeout
+    }
+    call.end();
+    await new Promise((resolve) => call.on('end', resolve));
+    assert.equal(replies.length, 4);
+    for (const reply of replies) assert.equal(reply.error, null, reply.error?.message);
+  });
+
   it('a cancelled call leaves the queue at once', async () => {
     const slow = await occupyWorkers();
     const call = server.client.Predict(normal(5), new grpc.Metadata(), { deadline: Date.now() + 5000 }, () => {});
@@ -143,19 +148,7 @@ describe('overload', () => {
 
   it('a stream past MAX_QUEUE_SIZE waits for room: every message answered, in order, none refused', async () => {
     const count = 5000;
-    const replies = await new Promise<PredictReply[]>((resolve, reject) => {
-      const got: PredictReply[] = [];
-      const call = server.client.StreamPredict();
-      call.on('data', (reply: PredictReply) => got.push(reply));
-      call.on('error', reject);
-      call.on('end', () => resolve(got));
-      let i = 0;
-      const write = () => {
-        while (i < count) if (!call.write(normal(i++))) return void call.once('drain', write);
-        call.end();
-      };
-      write();
-    });
+    const replies = await streamAll(server.client, Array.from({ length: count }, (_, i) => normal(i)));
     assert.equal(replies.length, count);
     const refused = replies.filter((r) => r.error !== null);
     assert.deepEqual(refused, []);

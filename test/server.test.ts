@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import path from 'node:path';
 import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, WIDE_MODEL, writeModel } from './helpers/models';
-import { assertClose, predict, startServer, type PredictReply, type TestServer } from './helpers/server';
+import { assertClose, predict, startServer, streamAll, type TestServer } from './helpers/server';
 
 const WIDTH = 17;
 const OUTPUTS = 5;
@@ -16,28 +16,6 @@ function expectStatus(promise: Promise<unknown>, code: grpc.status, message: Reg
     assert.equal(error.code, code, `status ${grpc.status[error.code]}: ${error.details}`);
     assert.match(error.details, message);
     return true;
-  });
-}
-
-/** Streams `requests` through one StreamPredict call and collects the answers in arrival order. */
-function streamAll(server: TestServer, requests: object[]): Promise<PredictReply[]> {
-  return new Promise((resolve, reject) => {
-    const replies: PredictReply[] = [];
-    const call = server.client.StreamPredict();
-    call.on('data', (reply: PredictReply) => replies.push(reply));
-    call.on('error', reject);
-    call.on('end', () => resolve(replies));
-    let i = 0;
-    const write = () => {
-      while (i < requests.length) {
-        if (!call.write(requests[i++])) {
-          call.once('drain', write);
-          return;
-        }
-      }
-      call.end();
-    };
-    write();
   });
 }
 
@@ -89,7 +67,7 @@ describe('ModelService on the default model', () => {
   it('answers a stream of 10,000 messages in order, each correct', async () => {
     const count = 10_000;
     const inputs = Array.from({ length: count }, (_, i) => featuresFor(i, 1, WIDTH));
-    const replies = await streamAll(server, inputs.map((features) => ({ features })));
+    const replies = await streamAll(server.client, inputs.map((features) => ({ features })));
     assert.equal(replies.length, count);
     const expected = await referenceOutputs(DEFAULT_MODEL_PATH, Float32Array.from(inputs.flat()), count);
     replies.forEach((reply, i) => {
@@ -101,7 +79,7 @@ describe('ModelService on the default model', () => {
 
   it('answers a bad message in a stream in its own slot and goes on', async () => {
     const good = featuresFor(5, 1, WIDTH);
-    const replies = await streamAll(server, [
+    const replies = await streamAll(server.client, [
       { features: good },
       { features: [1, 2, 3] },
       { features: good, model_version: 'nope' },

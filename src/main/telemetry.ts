@@ -102,8 +102,10 @@ export class Telemetry implements BatchObserver {
         instrumentations: [],
         metricReaders: readers,
         logRecordProcessors: [],
-        // No endpoint configured: no span processor, so no tracer provider and no connection attempts.
-        ...(config.tracing ? {} : { spanProcessors: [] }),
+        // No endpoint configured: no span processor, so no tracer provider and no connection attempts; and no
+        // context manager either, whose AsyncLocalStorage would tax every promise and callback for nothing.
+        // (sdk-node takes null for "register none"; its type declaration does not say so.)
+        ...(config.tracing ? {} : { spanProcessors: [], contextManager: null as unknown as undefined }),
       });
       this.sdk.start();
     }

@@ -100,3 +100,25 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     }
   }
 }
+
+/** Streams `requests` through one StreamPredict call, honouring write() backpressure, and collects the answers. */
+export function streamAll(client: ModelServiceClient, requests: object[]): Promise<PredictReply[]> {
+  return new Promise((resolve, reject) => {
+    const replies: PredictReply[] = [];
+    const call = client.StreamPredict();
+    call.on('data', (reply: PredictReply) => replies.push(reply));
+    call.on('error', reject);
+    call.on('end', () => resolve(replies));
+    let i = 0;
+    const write = () => {
+      while (i < requests.length) {
+        if (!call.write(requests[i++])) {
+          call.once('drain', write);
+          return;
+        }
+      }
+      call.end();
+    };
+    write();
+  });
+}

@@ -25,10 +25,18 @@ export interface ServingCounters {
 
 export const SHUTTING_DOWN = 'server is shutting down; retry on another replica';
 
-/** The call's deadline on the performance.now() clock: the client's, else REQUEST_TIMEOUT_MS, else Infinity. */
-export function deadlineOf(call: ServerSurfaceCall, receivedAt: number, requestTimeoutMs: number): number {
+/** The client's deadline for the call on the performance.now() clock; Infinity when it set none. */
+export function clientDeadline(call: ServerSurfaceCall, now: number): number {
   const deadline = call.getDeadline();
   const epochMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  if (Number.isFinite(epochMs)) return receivedAt + (epochMs - Date.now());
+  return Number.isFinite(epochMs) ? now + (epochMs - Date.now()) : Infinity;
+}
+
+/**
+ * A request's deadline: the client's when it set one, else REQUEST_TIMEOUT_MS from the request's receipt (for a
+ * stream: from each message's), else none.
+ */
+export function requestDeadline(clientDeadlineAt: number, receivedAt: number, requestTimeoutMs: number): number {
+  if (clientDeadlineAt !== Infinity) return clientDeadlineAt;
   return requestTimeoutMs > 0 ? receivedAt + requestTimeoutMs : Infinity;
 }

@@ -7,7 +7,7 @@ import { admit } from '../admission';
 import { encodeResponse, type PredictRequest } from '../codec';
 import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
 import type { Telemetry } from '../telemetry';
-import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
+import { clientDeadline, requestDeadline, SHUTTING_DOWN, type HandlerContext } from './context';
 
 const METHOD = 'Predict';
 
@@ -72,7 +72,7 @@ export function predictHandler(context: HandlerContext) {
       refuse(error, callback, receivedAt);
       return;
     }
-    const deadline = deadlineOf(call, receivedAt, context.requestTimeoutMs);
+    const deadline = requestDeadline(clientDeadline(call, receivedAt), receivedAt, context.requestTimeoutMs);
     const request = new UnaryRequest(
       call.request.featureBytes,
       rows,

@@ -13,7 +13,7 @@ import { RingQueue } from '../../batching/queue';
 import { admit } from '../admission';
 import { encodeFailure, encodeResponse, type PredictRequest } from '../codec';
 import { toServingError, type ServingError } from '../errors';
-import { deadlineOf, SHUTTING_DOWN, type HandlerContext } from './context';
+import { clientDeadline, requestDeadline, SHUTTING_DOWN, type HandlerContext } from './context';
 
 /** Messages of one stream that may be inside the server (queued, computing or unsent) before it stops reading. */
 export const STREAM_WINDOW = 1024;
@@ -70,8 +70,8 @@ class StreamSlot implements BatchRequest {
 
 class StreamSession {
   readonly versionField: Buffer;
-  /** The call's deadline: the same for every message of the stream. */
-  private readonly deadline: number;
+  /** The client's deadline for the whole stream (Infinity: none; then REQUEST_TIMEOUT_MS applies per message). */
+  private readonly clientDeadline: number;
   /** The stream's span; its messages' batches link to it (or to their own message spans). */
   readonly spanContext: SpanContext | undefined;
   private messages = 0;
@@ -93,7 +93,7 @@ class StreamSession {
     private readonly sessions: Set<StreamSession>,
   ) {
     this.versionField = context.model.versionField;
-    this.deadline = deadlineOf(call, performance.now(), context.requestTimeoutMs);
+    this.clientDeadline = clientDeadline(call, performance.now());
     this.spanContext = context.telemetry.currentSpanContext();
     sessions.add(this);
     call.on('data', this.onData);
@@ -124,7 +124,8 @@ class StreamSession {
     try {
       const rows = admit(request, this.context.model);
       const span = this.context.telemetry.startMessageSpan(this.spanContext, this.messages++);
-      slot = new StreamSlot(this, request.featureBytes, rows, this.deadline, receivedAt, span);
+      const deadline = requestDeadline(this.clientDeadline, receivedAt, this.context.requestTimeoutMs);
+      slot = new StreamSlot(this, request.featureBytes, rows, deadline, receivedAt, span);
       this.slots.push(slot);
       if (this.held.length > 0 || !this.context.batcher.enqueue(slot)) this.hold(slot);
     } catch (error) {
