@@ -3,11 +3,13 @@
 // and metrics on a Prometheus endpoint, all through the OpenTelemetry SDK.
 //
 // Export is configured only by the standard OTEL_* variables, read by the SDK itself. With no trace endpoint
-// configured, no tracer provider is registered: the API's no-op tracer stays in place, the interceptor skips span
-// work entirely, and nothing tries to connect anywhere.
+// configured, no tracer provider is registered and no interceptor is installed: nothing tries to connect anywhere.
+//
+// No context manager is registered, ever: AsyncLocalStorage would tax every promise and callback in the process.
+// Instead the interceptor files each call's span under the call's request Metadata object, which grpc-js hands on
+// to the handler as call.metadata; handlers look their span up there and pass it on explicitly.
 import * as grpc from '@grpc/grpc-js';
 import {
-  context,
   metrics,
   propagation,
   ROOT_CONTEXT,
@@ -15,7 +17,6 @@ import {
   SpanStatusCode,
   trace,
   type Attributes,
-  type Context,
   type Histogram,
   type Link,
   type Span,
@@ -86,6 +87,8 @@ export class Telemetry implements BatchObserver {
   private utilisationMark = { at: performance.now(), busy: 0 };
   private sources: TelemetrySources | null = null;
   private readonly streamMessageSpans: boolean;
+  /** Each traced call's span, filed under its request metadata (see the top of this file). */
+  private readonly callSpans = new WeakMap<grpc.Metadata, SpanContext>();
 
   constructor(
     config: Config,
@@ -102,10 +105,10 @@ export class Telemetry implements BatchObserver {
         instrumentations: [],
         metricReaders: readers,
         logRecordProcessors: [],
-        // No endpoint configured: no span processor, so no tracer provider and no connection attempts; and no
-        // context manager either, whose AsyncLocalStorage would tax every promise and callback for nothing.
-        // (sdk-node takes null for "register none"; its type declaration does not say so.)
-        ...(config.tracing ? {} : { spanProcessors: [], contextManager: null as unknown as undefined }),
+        // sdk-node takes null for "register no context manager"; its type declaration does not say so.
+        contextManager: null as unknown as undefined,
+        // No endpoint configured: no span processor, so no tracer provider and no connection attempts.
+        ...(config.tracing ? {} : { spanProcessors: [] }),
       });
       this.sdk.start();
     }
@@ -170,10 +173,9 @@ export class Telemetry implements BatchObserver {
     this.sources = sources;
   }
 
-  /** The span of the call being handled, for requests to carry to their batch. */
-  currentSpanContext(): SpanContext | undefined {
-    if (!this.tracing) return undefined;
-    return trace.getSpan(context.active())?.spanContext();
+  /** The span of the call whose request metadata this is, for its requests to carry to their batch. */
+  spanContextOf(metadata: grpc.Metadata): SpanContext | undefined {
+    return this.tracing ? this.callSpans.get(metadata) : undefined;
   }
 
   /** Counts one answered prediction (a unary call, or one stream message). */
@@ -211,22 +213,15 @@ export class Telemetry implements BatchObserver {
     const method = fullMethod.slice(slash + 1);
     const started = performance.now();
     let span: Span | null = null;
-    let spanContext: Context = ROOT_CONTEXT;
-    const inSpan = <T>(fn: () => T): T => (span === null ? fn() : context.with(spanContext, fn));
     return new grpc.ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            if (this.tracing) {
-              const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
-              span = this.tracer.startSpan(fullMethod, { kind: SpanKind.SERVER, attributes: rpcAttributes(service, method, call) }, parent);
-              spanContext = trace.setSpan(parent, span);
-            }
-            inSpan(() => nextMetadata(metadata));
+            const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
+            span = this.tracer.startSpan(fullMethod, { kind: SpanKind.SERVER, attributes: rpcAttributes(service, method, call) }, parent);
+            this.callSpans.set(metadata, span.spanContext());
+            nextMetadata(metadata);
           },
-          // grpc-js calls a unary handler on half-close and a streaming one on metadata; those two run in the span
-          // (stream messages need not: the session keeps its span context).
-          onReceiveHalfClose: (nextHalfClose) => inSpan(() => nextHalfClose()),
         });
       },
       sendStatus: (status, next) => {

@@ -55,11 +55,11 @@ class UnaryRequest implements BatchRequest {
 
 export function predictHandler(context: HandlerContext) {
   const { batcher, model, telemetry } = context;
-  const refuse = (error: unknown, callback: sendUnaryData<Buffer>, receivedAt: number) => {
+  const refuse = (error: unknown, callback: sendUnaryData<Buffer>, receivedAt: number, spanContext: SpanContext | undefined) => {
     const failure = toServingError(error);
     callback({ code: failure.code, details: failure.message });
     telemetry.countAnswer(METHOD, failure.code);
-    telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, telemetry.currentSpanContext());
+    telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, spanContext);
   };
   return (call: ServerUnaryCall<PredictRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
@@ -69,7 +69,7 @@ export function predictHandler(context: HandlerContext) {
       if (context.isDraining()) throw unavailable(SHUTTING_DOWN);
       rows = admit(call.request, model);
     } catch (error) {
-      refuse(error, callback, receivedAt);
+      refuse(error, callback, receivedAt, telemetry.spanContextOf(call.metadata));
       return;
     }
     const deadline = requestDeadline(clientDeadline(call, receivedAt), receivedAt, context.requestTimeoutMs);
@@ -81,10 +81,10 @@ export function predictHandler(context: HandlerContext) {
       model.versionField,
       callback,
       telemetry,
-      telemetry.currentSpanContext(),
+      telemetry.spanContextOf(call.metadata),
     );
     if (!batcher.enqueue(request)) {
-      refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`), callback, receivedAt);
+      refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`), callback, receivedAt, request.spanContext);
       return;
     }
     call.once('cancelled', () => batcher.cancel(request));

@@ -94,7 +94,7 @@ class StreamSession {
   ) {
     this.versionField = context.model.versionField;
     this.clientDeadline = clientDeadline(call, performance.now());
-    this.spanContext = context.telemetry.currentSpanContext();
+    this.spanContext = context.telemetry.spanContextOf(call.metadata);
     sessions.add(this);
     call.on('data', this.onData);
     call.on('end', this.onEnd);
