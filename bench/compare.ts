@@ -266,6 +266,8 @@ async function main(): Promise<void> {
   // common rate that the slowest of them sustains: the tail a user sees at a comfortable load.
   const halfRate = Math.round(peak(tickserve.name, 'unary') / 2);
   const openLoop = await measure(tickserve, { rpc: 'unary', rate: halfRate, poisson: true, durationS: durationS * 2 });
+  const halfStreamRate = Math.round(peak(tickserve.name, 'stream') / 2);
+  const openStream = await measure(tickserve, { rpc: 'stream', rate: halfStreamRate, poisson: true, durationS: durationS * 2 });
   const commonRate = Math.round(Math.min(1000, ...small.map((t) => peak(t.name, 'unary') / 2)) / 100) * 100;
   const openCommon: Record<string, LoadResult> = {};
   for (const t of small) openCommon[t.name] = await measure(t, { rpc: 'unary', rate: commonRate, poisson: true, durationS: durationS * 2 });
@@ -337,6 +339,7 @@ async function main(): Promise<void> {
     `| heavy model: batching ≥ 4× MAX_BATCH_SIZE=1 (bench tool, c=64) | ${ratio(heavyOn.rowsPerSecond, heavyOff.rowsPerSecond)} (${heavyOn.rowsPerSecond.toFixed(0)} vs ${heavyOff.rowsPerSecond.toFixed(0)} rows/s) | ${check(heavyOn.rowsPerSecond >= 4 * heavyOff.rowsPerSecond)} |`,
     h2.length ? `| heavy model: batching ≥ 4× MAX_BATCH_SIZE=1 (h2load) | ${ratio(h2Of(heavy.name, 'unary'), h2Of(heavyOne.name, 'unary'))} (${h2Of(heavy.name, 'unary').toFixed(0)} vs ${h2Of(heavyOne.name, 'unary').toFixed(0)} rows/s) | ${check(h2Of(heavy.name, 'unary') >= 4 * h2Of(heavyOne.name, 'unary'))} |` : '',
     `| heavy model: ≥ 0.8× onnxruntime in-process at the same batch size (${heavyBatch} rows, 1 thread; 16-row requests) | ${ratio(heavyBound.rowsPerSecond, inProcess)} (${heavyBound.rowsPerSecond.toFixed(0)} vs ${inProcess.toFixed(0)} rows/s) | ${check(heavyBound.rowsPerSecond >= 0.8 * inProcess)} |`,
+    `| StreamPredict p99 ≤ 2 ms at half the highest stream rate (${halfStreamRate}/s, Poisson; server's own queue + compute p99: ${openStream.server ? `${openStream.server.queueUsP99} + ${openStream.server.computeUsP99} µs` : 'n/a'}) | ${openStream.latencyMs.p99.toFixed(3)} ms | ${check(openStream.latencyMs.p99 <= 2)} |`,
     `| p99 ≤ 2 ms at half the highest unary rate (${halfRate}/s, Poisson) | ${openLoop.latencyMs.p99.toFixed(3)} ms${echo ? ` (echo at ${commonRate}/s: ${openCommon[echo.name].latencyMs.p99.toFixed(3)} ms)` : ''} | ${check(openLoop.latencyMs.p99 <= 2)} |`,
     ...(costs.length === 3
       ? (['unary', 'stream'] as const).flatMap((rpc) => [
@@ -379,7 +382,11 @@ async function main(): Promise<void> {
     'requests about once a millisecond (a tighter loop would spin on the cores the servers need), so up to a timer',
     'tick of send lateness is counted in every latency here, for every server alike.',
     '',
-    markdownTable([{ name: tickserve.name, result: openLoop }, ...small.map((t) => ({ name: t.name, result: openCommon[t.name] }))]),
+    markdownTable([
+      { name: tickserve.name, result: openLoop },
+      { name: tickserve.name, result: openStream },
+      ...small.map((t) => ({ name: t.name, result: openCommon[t.name] })),
+    ]),
     '',
     '## Heavy model (256 features, 3 × 1024 hidden, ~4.5 MFLOP a row)',
     '',
