@@ -178,6 +178,21 @@ async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
   }
 }
 
+/** The closed-loop sweeps of the small-model servers (width 17, one row), one line per server, in sweep order. */
+function writePlots(outDir: string, results: Array<{ name: string; result: LoadResult }>): void {
+  for (const rpc of ['unary', 'stream'] as const) {
+    const sweepOf = (name: string) =>
+      results.filter((r) => r.name === name && r.result.spec.rpc === rpc && r.result.spec.rate === 0 && r.result.spec.width === 17 && r.result.spec.rowsPerRequest === 1 && !r.result.spec.gzip);
+    const names = [...new Set(results.map((r) => r.name))].filter((name) => sweepOf(name).length > 1);
+    const series: PlotSeries[] = names.map((name) => ({
+      name,
+      points: sweepOf(name).map(({ result: r }) => ({ throughput: r.requestsPerSecond, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99 })),
+    }));
+    const title = rpc === 'unary' ? 'Predict: latency vs throughput (closed loop)' : 'StreamPredict: latency vs throughput (closed loop)';
+    writeFileSync(path.join(outDir, `${rpc}.svg`), latencyPlot(title, series, rpc === 'unary' ? 'calls/s' : 'messages/s'));
+  }
+}
+
 let tmp: string | undefined;
 function mkdtempDir(): string {
   tmp ??= execFileSync('mktemp', ['-d'], { encoding: 'utf8' }).trim();
@@ -217,6 +232,13 @@ async function main(): Promise<void> {
       only: { type: 'string', default: '' },
     },
   });
+  if (values.only === 'plots') {
+    // Redraw the plots from the last run's results.json, without measuring anything.
+    const outDir = path.join(path.dirname(values.out!), 'bench');
+    const saved = JSON.parse(readFileSync(path.join(outDir, 'results.json'), 'utf8')) as { results: Array<{ name: string; result: LoadResult }> };
+    writePlots(outDir, saved.results);
+    return;
+  }
   if (values.only === 'telemetry') {
     for (const cost of await telemetryCost(values.quick!)) {
       console.log(`${cost.variant}: unary ${cost.unary.map((v) => v.toFixed(0)).join(' ')} (${cost.unaryCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU); stream ${cost.stream.map((v) => v.toFixed(0)).join(' ')} (${cost.streamCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU)`);
@@ -329,16 +351,7 @@ async function main(): Promise<void> {
   if (!costs.length) notes.push('The telemetry cost needs h2load; it was not measured.');
 
   // Plots, data, report.
-  const plot = (rpc: 'unary' | 'stream') => {
-    const series: PlotSeries[] = small.map((t) => ({
-      name: t.name,
-      points: sweep[t.name][rpc].map((r) => ({ throughput: r.requestsPerSecond, p50Ms: r.latencyMs.p50, p99Ms: r.latencyMs.p99 })),
-    }));
-    const title = rpc === 'unary' ? 'Predict: latency vs throughput (closed loop)' : 'StreamPredict: latency vs throughput (closed loop)';
-    writeFileSync(path.join(outDir, `${rpc}.svg`), latencyPlot(title, series, rpc === 'unary' ? 'calls/s' : 'messages/s'));
-  };
-  plot('unary');
-  plot('stream');
+  writePlots(outDir, results);
   writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ results, h2load: h2, inProcess, rss, halfRate }, null, 2));
   writeFileSync(path.join(outDir, 'results.csv'), csv(results));
 

@@ -1,5 +1,5 @@
-// A latency-versus-throughput chart as a self-contained SVG: one line per series, p99 solid and p50 dashed, latency
-// on a log scale. Small enough to write by hand; no plotting library needed for two axes and a few lines.
+// A latency-versus-throughput chart as a self-contained SVG: one line per series through its points in the order
+// given (rising load), p99 solid and p50 dashed, latency on a log scale. Small enough to write by hand; no plotting library needed for two axes and a few lines.
 
 export interface PlotPoint {
   throughput: number;
@@ -13,9 +13,9 @@ export interface PlotSeries {
 }
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-const WIDTH = 760;
+const WIDTH = 900;
 const HEIGHT = 440;
-const MARGIN = { left: 70, right: 190, top: 40, bottom: 50 };
+const MARGIN = { left: 70, right: 300, top: 40, bottom: 50 };
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -57,7 +57,8 @@ export function latencyPlot(title: string, series: PlotSeries[], xLabel = 'throu
   );
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
-    const sorted = [...s.points].sort((a, b) => a.throughput - b.throughput);
+    // In the order given (a sweep's order): sorting by throughput would zig-zag where more load brought no more.
+    const sorted = s.points;
     const line = (pick: (p: PlotPoint) => number) => sorted.map((p) => `${x(p.throughput).toFixed(1)},${y(pick(p)).toFixed(1)}`).join(' ');
     parts.push(`<polyline points="${line((p) => p.p99Ms)}" fill="none" stroke="${color}" stroke-width="2"/>`);
     parts.push(`<polyline points="${line((p) => p.p50Ms)}" fill="none" stroke="${color}" stroke-width="1.5" stroke-dasharray="5 4"/>`);
