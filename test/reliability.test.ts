@@ -10,6 +10,7 @@ import { FAULT, SLOW_MS } from './fixtures/faults';
 import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs } from './helpers/models';
 import {
   assertClose,
+  expectStatus,
   FAULT_WORKER,
   predict,
   startServer,
@@ -22,13 +23,6 @@ const WIDTH = 17;
 const faulty = (fault: number, request = 0) => ({ features: [fault, ...featuresFor(request, 1, WIDTH - 1)] });
 const normal = (request: number) => ({ features: featuresFor(request, 1, WIDTH) });
 
-function expectStatus(promise: Promise<unknown>, code: grpc.status, message: RegExp) {
-  return assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, `status ${grpc.status[error.code]}: ${error.details}`);
-    assert.match(error.details, message);
-    return true;
-  });
-}
 
 /** Resolves once `condition` holds, checking once per event-loop turn (for server state the test observes). */
 async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {

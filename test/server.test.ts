@@ -6,18 +6,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import path from 'node:path';
 import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, WIDE_MODEL, writeModel } from './helpers/models';
-import { assertClose, predict, startServer, streamAll, type TestServer } from './helpers/server';
+import { assertClose, expectStatus, predict, startServer, streamAll, type TestServer } from './helpers/server';
 
 const WIDTH = 17;
 const OUTPUTS = 5;
 
-function expectStatus(promise: Promise<unknown>, code: grpc.status, message: RegExp) {
-  return assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, `status ${grpc.status[error.code]}: ${error.details}`);
-    assert.match(error.details, message);
-    return true;
-  });
-}
 
 describe('ModelService on the default model', () => {
   let server: TestServer;

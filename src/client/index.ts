@@ -62,7 +62,8 @@ export interface Prediction {
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
-interface WireReply {
+/** A PredictResponse as @grpc/proto-loader decodes it (keepCase, arrays, defaults). */
+export interface WireReply {
   predictions: number[];
   latency_ms: number;
   model_version: string;

@@ -2,23 +2,26 @@
 // every test also checks wire compatibility with ordinary clients.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import pino from 'pino';
-import { loadConfig, type Config } from '../../src/main/config';
+import assert from 'node:assert/strict';
 import path from 'node:path';
+import pino from 'pino';
+import type { WireReply as PredictReply } from '../../src/client';
+import { loadConfig, type Config } from '../../src/main/config';
 import { InferenceServer, PROTO_PATH, type ServerOptions } from '../../src/main/server';
 import { Telemetry } from '../../src/main/telemetry';
 
 /** The test-only worker entry that injects faults (fixtures/faults.ts). */
 export const FAULT_WORKER = path.join(__dirname, '..', 'fixtures', 'fault-worker.js');
 
-export interface PredictReply {
-  predictions: number[];
-  latency_ms: number;
-  model_version: string;
-  batch_rows: number;
-  queue_us: number;
-  compute_us: number;
-  error: { code: number; message: string } | null;
+export type { WireReply as PredictReply } from '../../src/client';
+
+/** Asserts that `promise` rejects with gRPC status `code` and details matching `message`. */
+export function expectStatus(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {
+  return assert.rejects(promise, (error: grpc.ServiceError) => {
+    assert.equal(error.code, code, `status ${grpc.status[error.code]}: ${error.details}`);
+    assert.match(error.details, message);
+    return true;
+  });
 }
 
 export interface ModelServiceClient extends grpc.Client {
