@@ -7,7 +7,7 @@ import {
   encodeFailure,
   encodeResponse,
   encodeVersionField,
-  readFeatures,
+  type PredictRequest,
   type ResponseFields,
 } from '../src/main/codec';
 import { PROTO_PATH } from '../src/main/server';
@@ -15,6 +15,11 @@ import { PROTO_PATH } from '../src/main/server';
 const root = protobuf.loadSync(PROTO_PATH);
 const Request = root.lookupType('inference.PredictRequest');
 const Response = root.lookupType('inference.PredictResponse');
+
+/** The decoded features as numbers (the server itself never needs them as numbers). */
+function readFeatures(request: PredictRequest): number[] {
+  return Array.from({ length: request.featureCount }, (_, i) => request.featureBytes.readFloatLE(i * 4));
+}
 
 const encodeRequest = (fields: object) => Buffer.from(Request.encode(Request.fromObject(fields)).finish());
 

@@ -126,7 +126,7 @@ export class Batcher {
   }
 
   /** Whether `rows` more rows fit in the queue now. */
-  hasRoomFor(rows: number): boolean {
+  private hasRoomFor(rows: number): boolean {
     return this.queuedRows + rows <= this.options.maxQueueRows;
   }
 

@@ -264,10 +264,3 @@ export function encodeResponse(source: Buffer, start: number, end: number, field
 export function encodeFailure(latencyMs: number, versionField: Buffer, error: ResponseError): Buffer {
   return encodeResponse(EMPTY_BUFFER, 0, 0, { latencyMs, versionField, batchRows: 0, queueUs: 0, computeUs: 0, error });
 }
-
-/** The features of a decoded request as numbers (for tests and diagnostics; the hot path never needs this). */
-export function readFeatures(request: PredictRequest): Float32Array {
-  const features = new Float32Array(request.featureCount);
-  for (let i = 0; i < features.length; i++) features[i] = request.featureBytes.readFloatLE(i * 4);
-  return features;
-}

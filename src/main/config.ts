@@ -147,7 +147,7 @@ function readableFile(env: Env, name: string): string | null {
   return file;
 }
 
-export function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
+function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
   return provider === 'cuda' ? gpus : Math.max(1, availableParallelism() - 1);
 }
 

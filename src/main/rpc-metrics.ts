@@ -51,9 +51,11 @@ export class RpcMetrics implements MetricProducer {
     return this.series[base + (code >= 0 && code < CODES ? code : 2 /* UNKNOWN */)];
   }
 
-  recordCall(service: string, method: string, code: number, durationMs: number): void {
+  /** One call ended; `answers` predictions it answered (1 for a unary Predict, 0 where they are counted apart). */
+  recordCall(service: string, method: string, code: number, durationMs: number, answers = 0): void {
     const s = this.slot(service, method, code);
     s.calls++;
+    s.answers += answers;
     s.sum += durationMs;
     if (durationMs < s.min) s.min = durationMs;
     if (durationMs > s.max) s.max = durationMs;

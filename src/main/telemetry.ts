@@ -178,7 +178,7 @@ export class Telemetry implements BatchObserver {
     return this.tracing ? this.callSpans.get(metadata) : undefined;
   }
 
-  /** Counts one answered prediction (a unary call, or one stream message). */
+  /** Counts one answered stream message (unary calls are counted by callEnded). */
   countAnswer(method: string, code: grpc.status): void {
     this.rpc.countAnswer(MODEL_SERVICE, method, code);
   }
@@ -187,8 +187,15 @@ export class Telemetry implements BatchObserver {
    * A ModelService call ended (the handlers report these; the interceptor, present only while tracing, reports the
    * other services): its duration metric, and a log line when it failed.
    */
-  callEnded(method: string, code: grpc.status, durationMs: number, details: string, spanContext: SpanContext | undefined): void {
-    this.rpc.recordCall(MODEL_SERVICE, method, code, durationMs);
+  callEnded(
+    method: string,
+    code: grpc.status,
+    durationMs: number,
+    details: string,
+    spanContext: SpanContext | undefined,
+    answers = 0,
+  ): void {
+    this.rpc.recordCall(MODEL_SERVICE, method, code, durationMs, answers);
     if (code !== grpc.status.OK) this.logFailure(`${MODEL_SERVICE}/${method}`, code, details, spanContext);
   }
 

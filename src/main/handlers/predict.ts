@@ -42,14 +42,12 @@ class UnaryRequest implements BatchRequest {
       error: null,
     });
     this.callback(null, response, trailer);
-    this.telemetry.countAnswer(METHOD, status.OK);
-    this.telemetry.callEnded(METHOD, status.OK, performance.now() - this.receivedAt, '', this.spanContext);
+    this.telemetry.callEnded(METHOD, status.OK, performance.now() - this.receivedAt, '', this.spanContext, 1);
   }
 
   fail(error: ServingError): void {
     this.callback({ code: error.code, details: error.message });
-    this.telemetry.countAnswer(METHOD, error.code);
-    this.telemetry.callEnded(METHOD, error.code, performance.now() - this.receivedAt, error.message, this.spanContext);
+    this.telemetry.callEnded(METHOD, error.code, performance.now() - this.receivedAt, error.message, this.spanContext, 1);
   }
 }
 
@@ -58,8 +56,7 @@ export function predictHandler(context: HandlerContext) {
   const refuse = (error: unknown, callback: sendUnaryData<Buffer>, receivedAt: number, spanContext: SpanContext | undefined) => {
     const failure = toServingError(error);
     callback({ code: failure.code, details: failure.message });
-    telemetry.countAnswer(METHOD, failure.code);
-    telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, spanContext);
+    telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, spanContext, 1);
   };
   return (call: ServerUnaryCall<PredictRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
