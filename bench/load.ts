@@ -4,8 +4,11 @@
 // intended send time, so a server that stalls cannot hide its tail (no coordinated omission).
 import { status } from '@grpc/grpc-js';
 import * as hdr from 'hdr-histogram-js';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import { frame, frameGzip, GrpcH2Client, type CallEnd } from './h2';
+import type { TickerMessage, TickerOptions } from './ticker';
 
 export type Rpc = 'unary' | 'stream';
 
@@ -149,33 +152,24 @@ function readFigures(bytes: Buffer, into: number[]): boolean {
 }
 
 /**
- * Open loop: calls `send(intendedAt)` for every arrival that is due, checking every millisecond or so. A tighter
- * loop (setImmediate) would busy-spin the client on the cores the server needs; the cost is that a request may go
- * out up to a timer tick late, and that lateness is counted in its latency (it is measured from the intended time).
+ * Open loop: calls `send(intendedAt)` for every arrival as it falls due. The schedule is kept by a worker thread
+ * (bench/ticker.ts) that sleeps with sub-millisecond precision, so a request goes out within ~0.1 ms of its time
+ * instead of at the main thread's next millisecond timer; any lateness left still counts in its latency.
  */
 function openLoop(rate: number, poisson: boolean, isStopped: () => boolean, send: (intendedAt: number) => void): void {
-  const due = arrivals(rate, poisson);
-  let next = due();
-  const pump = () => {
-    if (isStopped()) return;
-    const now = performance.now();
-    while (next <= now) {
-      send(next);
-      next = due();
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const options: TickerOptions = { rate, poisson, minSleepMs: 0.1, stop };
+  const ticker = new Worker(path.join(__dirname, 'ticker.js'), { workerData: options });
+  ticker.unref();
+  const origin = performance.timeOrigin;
+  ticker.on('message', (due: TickerMessage) => {
+    if (isStopped()) {
+      Atomics.store(stop, 0, 1);
+      Atomics.notify(stop, 0);
+      return;
     }
-    setTimeout(pump, Math.max(0, Math.floor(next - performance.now())));
-  };
-  pump();
-}
-
-/** When each next request is due, in ms on the performance.now() clock. */
-function arrivals(rate: number, poisson: boolean): () => number {
-  const gap = 1000 / rate;
-  let next = performance.now();
-  return () => {
-    next += poisson ? -Math.log(1 - Math.random()) * gap : gap;
-    return next;
-  };
+    for (let i = 0; i < due.length; i++) send(due[i] - origin);
+  });
 }
 
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {

@@ -35,15 +35,29 @@ const MODEL_SERVICE = 'inference.ModelService';
 
 const INSTRUMENTATION = 'tickserve';
 
+const SERVER_SPAN = Object.freeze({ kind: SpanKind.SERVER });
+
 /** Reads W3C trace headers (traceparent, tracestate, baggage) from gRPC request metadata. */
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
   get: (metadata, key) => {
     const values = metadata.get(key);
     if (values.length === 0) return undefined;
-    return values.map(String);
+    return values.length === 1 ? String(values[0]) : values.map(String);
   },
 };
+
+/**
+ * Each traced call's span context rides on its request Metadata object, the one object that both the interceptor
+ * and the handler hold. A symbol-keyed property rather than a WeakMap: a WeakMap entry costs a hash insert per call
+ * and ephemeron work in every GC, measurable at tens of thousands of calls a second.
+ */
+const SPAN_CONTEXT = Symbol('tickserve.spanContext');
+type TracedMetadata = grpc.Metadata & { [SPAN_CONTEXT]?: SpanContext };
+
+/** `network.peer.*` attributes by grpc-js peer string ("host:port"); a connection's calls share one entry. */
+const peerAttributes = new Map<string, Attributes>();
+const PEER_CACHE_LIMIT = 4096;
 
 /** performance.now() milliseconds as an epoch time in ms, for span start and end times. */
 const epochMs = (monotonicMs: number) => performance.timeOrigin + monotonicMs;
@@ -87,8 +101,6 @@ export class Telemetry implements BatchObserver {
   private utilisationMark = { at: performance.now(), busy: 0 };
   private sources: TelemetrySources | null = null;
   private readonly streamMessageSpans: boolean;
-  /** Each traced call's span, filed under its request metadata (see the top of this file). */
-  private readonly callSpans = new WeakMap<grpc.Metadata, SpanContext>();
 
   constructor(
     config: Config,
@@ -175,7 +187,7 @@ export class Telemetry implements BatchObserver {
 
   /** The span of the call whose request metadata this is, for its requests to carry to their batch. */
   spanContextOf(metadata: grpc.Metadata): SpanContext | undefined {
-    return this.tracing ? this.callSpans.get(metadata) : undefined;
+    return (metadata as TracedMetadata)[SPAN_CONTEXT];
   }
 
   /** Counts one answered stream message (unary calls are counted by callEnded). */
@@ -214,10 +226,7 @@ export class Telemetry implements BatchObserver {
    * the duration metric and failure log of the services other than ModelService (whose handlers report their own).
    */
   readonly interceptor: grpc.ServerInterceptor = (methodDescriptor, call) => {
-    const fullMethod = methodDescriptor.path.slice(1); // "inference.ModelService/Predict"
-    const slash = fullMethod.lastIndexOf('/');
-    const service = fullMethod.slice(0, slash);
-    const method = fullMethod.slice(slash + 1);
+    const { fullMethod, service, method, attributes } = methodOf(methodDescriptor.path);
     const started = performance.now();
     let span: Span | null = null;
     return new grpc.ServerInterceptingCall(call, {
@@ -225,8 +234,14 @@ export class Telemetry implements BatchObserver {
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
             const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
-            span = this.tracer.startSpan(fullMethod, { kind: SpanKind.SERVER, attributes: rpcAttributes(service, method, call) }, parent);
-            this.callSpans.set(metadata, span.spanContext());
+            span = this.tracer.startSpan(fullMethod, SERVER_SPAN, parent);
+            // Attributes only on a recorded span: with a ratio sampler most calls skip this work (the samplers
+            // that OTEL_TRACES_SAMPLER can name do not read attributes).
+            if (span.isRecording()) {
+              span.setAttributes(attributes);
+              span.setAttributes(peerAttributesOf(call.getPeer()));
+            }
+            (metadata as TracedMetadata)[SPAN_CONTEXT] = span.spanContext();
             nextMetadata(metadata);
           },
         });
@@ -302,14 +317,42 @@ export class Telemetry implements BatchObserver {
   }
 }
 
-function rpcAttributes(service: string, method: string, call: grpc.ServerInterceptingCallInterface): Attributes {
-  const peer = call.getPeer();
+interface MethodInfo {
+  /** "inference.ModelService/Predict" */
+  fullMethod: string;
+  service: string;
+  method: string;
+  /** rpc.* attributes */
+  attributes: Attributes;
+}
+
+/** By gRPC path, made once each: the interceptor runs on every call. Bounded: grpc-js answers paths it has no
+ * handler for before any interceptor runs. */
+const methods = new Map<string, MethodInfo>();
+
+function methodOf(path: string): MethodInfo {
+  let info = methods.get(path);
+  if (info === undefined) {
+    const fullMethod = path.slice(1);
+    const slash = fullMethod.lastIndexOf('/');
+    const service = fullMethod.slice(0, slash);
+    const method = fullMethod.slice(slash + 1);
+    const attributes = Object.freeze({ 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method });
+    info = { fullMethod, service, method, attributes };
+    methods.set(path, info);
+  }
+  return info;
+}
+
+function peerAttributesOf(peer: string): Attributes {
+  let attributes = peerAttributes.get(peer);
+  if (attributes !== undefined) return attributes;
   const colon = peer.lastIndexOf(':');
-  return {
-    'rpc.system': 'grpc',
-    'rpc.service': service,
-    'rpc.method': method,
+  attributes = Object.freeze({
     'network.peer.address': colon > 0 ? peer.slice(0, colon).replace(/^\[|\]$/g, '') : peer,
     ...(colon > 0 ? { 'network.peer.port': Number(peer.slice(colon + 1)) } : {}),
-  };
+  });
+  if (peerAttributes.size >= PEER_CACHE_LIMIT) peerAttributes.clear();
+  peerAttributes.set(peer, attributes);
+  return attributes;
 }
