@@ -44,8 +44,20 @@ export interface LoadResult {
   requestBytes: number;
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
   errors: Record<string, number>;
-  /** Server-side figures, from trailers (unary) or response fields (stream); absent where the server sends none. */
-  server: { batchRowsMean: number; queueUsP50: number; queueUsP99: number; computeUsP50: number; computeUsP99: number } | null;
+  /**
+   * Server-side figures, from the answers' fields (batch rows, queue and compute also from unary trailers); absent
+   * where the server sends none. `serverUs`: the answer's latency_ms, the server's own time from receipt of the
+   * request to its result, so the client-observed latency minus this is transport, scheduling and the client.
+   */
+  server: {
+    batchRowsMean: number;
+    queueUsP50: number;
+    queueUsP99: number;
+    computeUsP50: number;
+    computeUsP99: number;
+    serverUsP50: number;
+    serverUsP99: number;
+  } | null;
 }
 
 const PREDICT = '/inference.ModelService/Predict';
@@ -91,13 +103,14 @@ class Recorder {
   readonly latency = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
   readonly queueUs = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 2 });
   readonly computeUs = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 2 });
+  readonly serverUs = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 2 });
   batchRowsSum = 0;
   figures = 0;
   readonly errors: Record<string, number> = {};
   measuring = false;
   done = 0;
 
-  ok(latencyMs: number, batchRows: number, queueUs: number, computeUs: number): void {
+  ok(latencyMs: number, batchRows: number, queueUs: number, computeUs: number, serverMs: number): void {
     this.done++;
     if (!this.measuring) return;
     this.latency.recordValue(Math.max(1, Math.round(latencyMs * 1000)));
@@ -106,6 +119,7 @@ class Recorder {
       this.figures++;
       this.queueUs.recordValue(Math.max(1, queueUs));
       this.computeUs.recordValue(Math.max(1, computeUs));
+      this.serverUs.recordValue(Math.max(1, Math.round(serverMs * 1000)));
     }
   }
 
@@ -129,9 +143,12 @@ function varint(bytes: Buffer): number {
   return value;
 }
 
-/** Fields 4, 5, 6 (batch_rows, queue_us, compute_us) and whether field 7 (error) is absent. */
+/**
+ * Fields 4, 5, 6 (batch_rows, queue_us, compute_us) into `into[0..2]`, field 2 (latency_ms) into `into[3]`, and
+ * whether field 7 (error) is absent.
+ */
 function readFigures(bytes: Buffer, into: number[]): boolean {
-  into[0] = into[1] = into[2] = 0;
+  into[0] = into[1] = into[2] = into[3] = 0;
   cursor = 0;
   while (cursor < bytes.length) {
     const tag = bytes[cursor++];
@@ -144,8 +161,10 @@ function readFigures(bytes: Buffer, into: number[]): boolean {
       const length = varint(bytes);
       if (field === 7) return false;
       cursor += length;
-    } else if (wire === 5) cursor += 4;
-    else if (wire === 1) cursor += 8;
+    } else if (wire === 5) {
+      if (field === 2) into[3] = bytes.readFloatLE(cursor);
+      cursor += 4;
+    } else if (wire === 1) cursor += 8;
     else return true;
   }
   return true;
@@ -240,6 +259,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
             queueUsP99: recorder.queueUs.getValueAtPercentile(99),
             computeUsP50: recorder.computeUs.getValueAtPercentile(50),
             computeUsP99: recorder.computeUs.getValueAtPercentile(99),
+            serverUsP50: recorder.serverUs.getValueAtPercentile(50),
+            serverUsP99: recorder.serverUs.getValueAtPercentile(99),
           },
   };
 }
@@ -257,21 +278,23 @@ function unaryLoad(
   let inFlight = 0;
   let sent = 0;
   let onIdle: (() => void) | null = null;
-  const ignore = () => {};
   const send = (intendedAt: number, closedLoop: boolean) => {
     inFlight++;
     const request = requests[sent++ % requests.length];
+    // Batch rows, queue and compute come from the trailers; the server's own latency only from the answer.
+    const answer = [0, 0, 0, 0];
+    const onAnswer = (bytes: Buffer) => readFigures(bytes, answer);
     const onEnd = ({ code, trailers }: CallEnd) => {
       inFlight--;
       if (code !== 0) recorder.error(statusName(code));
       else {
         const figure = (key: string) => Number(trailers[key] ?? 0);
-        recorder.ok(performance.now() - intendedAt, figure('x-batch-rows'), figure('x-queue-us'), figure('x-compute-us'));
+        recorder.ok(performance.now() - intendedAt, figure('x-batch-rows'), figure('x-queue-us'), figure('x-compute-us'), answer[3]);
       }
       if (closedLoop && !isStopped()) send(performance.now(), true);
       else if (inFlight === 0 && onIdle) onIdle();
     };
-    client.open(PREDICT, ignore, onEnd).end(request);
+    client.open(PREDICT, onAnswer, onEnd).end(request);
   };
 
   if (spec.rate > 0) {
@@ -298,7 +321,7 @@ class StreamDriver {
     closedLoop: () => boolean,
   ) {
     this.next = offset;
-    const figures = [0, 0, 0];
+    const figures = [0, 0, 0, 0];
     let resolveEnded: () => void = () => {};
     this.ended = new Promise<void>((resolve) => (resolveEnded = resolve));
     const onMessage = (bytes: Buffer) => {
@@ -307,7 +330,7 @@ class StreamDriver {
         this.sentAt.splice(0, this.head);
         this.head = 0;
       }
-      if (readFigures(bytes, figures)) recorder.ok(performance.now() - intendedAt, figures[0], figures[1], figures[2]);
+      if (readFigures(bytes, figures)) recorder.ok(performance.now() - intendedAt, figures[0], figures[1], figures[2], figures[3]);
       else recorder.error('MESSAGE_ERROR');
       if (closedLoop()) this.send(performance.now());
     };

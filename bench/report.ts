@@ -8,7 +8,7 @@ export function describeLoad(r: LoadResult): string {
   return `${r.spec.rpc} ${load} rows=${r.spec.rowsPerRequest}`;
 }
 
-const COLUMNS = ['target', 'load', 'req/s', 'rows/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors', 'batch rows', 'queue µs p50/p99', 'compute µs p50/p99'];
+const COLUMNS = ['target', 'load', 'req/s', 'rows/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors', 'batch rows', 'queue µs p50/p99', 'compute µs p50/p99', 'server µs p50/p99'];
 
 function row(name: string, r: LoadResult): string[] {
   const errors = Object.entries(r.errors).map(([code, n]) => `${code}:${n}`).join(' ') || '0';
@@ -26,6 +26,7 @@ function row(name: string, r: LoadResult): string[] {
     s ? fixed(s.batchRowsMean, 1) : '-',
     s ? `${s.queueUsP50}/${s.queueUsP99}` : '-',
     s ? `${s.computeUsP50}/${s.computeUsP99}` : '-',
+    s ? `${s.serverUsP50}/${s.serverUsP99}` : '-',
   ];
 }
 
@@ -37,7 +38,7 @@ export function markdownTable(results: Array<{ name: string; result: LoadResult 
 }
 
 export function csv(results: Array<{ name: string; result: LoadResult }>): string {
-  const header = ['target', 'rpc', 'concurrency', 'rate', 'poisson', 'rows', 'requests', 'seconds', 'req_per_s', 'rows_per_s', 'p50_ms', 'p90_ms', 'p99_ms', 'p999_ms', 'max_ms', 'errors', 'batch_rows_mean', 'queue_us_p50', 'queue_us_p99', 'compute_us_p50', 'compute_us_p99'];
+  const header = ['target', 'rpc', 'concurrency', 'rate', 'poisson', 'rows', 'requests', 'seconds', 'req_per_s', 'rows_per_s', 'p50_ms', 'p90_ms', 'p99_ms', 'p999_ms', 'max_ms', 'errors', 'batch_rows_mean', 'queue_us_p50', 'queue_us_p99', 'compute_us_p50', 'compute_us_p99', 'server_us_p50', 'server_us_p99'];
   const lines = [header.join(',')];
   for (const { name, result: r } of results) {
     const s = r.server;
@@ -45,7 +46,7 @@ export function csv(results: Array<{ name: string; result: LoadResult }>): strin
       [
         name, r.spec.rpc, r.spec.concurrency, r.spec.rate, r.spec.poisson, r.spec.rowsPerRequest, r.requests, fixed(r.seconds, 3),
         fixed(r.requestsPerSecond, 1), fixed(r.rowsPerSecond, 1), r.latencyMs.p50, r.latencyMs.p90, r.latencyMs.p99, r.latencyMs.p999, r.latencyMs.max,
-        Object.values(r.errors).reduce((a, b) => a + b, 0), s?.batchRowsMean ?? '', s?.queueUsP50 ?? '', s?.queueUsP99 ?? '', s?.computeUsP50 ?? '', s?.computeUsP99 ?? '',
+        Object.values(r.errors).reduce((a, b) => a + b, 0), s?.batchRowsMean ?? '', s?.queueUsP50 ?? '', s?.queueUsP99 ?? '', s?.computeUsP50 ?? '', s?.computeUsP99 ?? '', s?.serverUsP50 ?? '', s?.serverUsP99 ?? '',
       ].join(','),
     );
   }
