@@ -9,7 +9,6 @@
 //   --out FILE         the Markdown report (default docs/BENCHMARKS.md)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -135,64 +134,99 @@ interface TelemetryCost {
   /** Server CPU µs per message, each round. */
   unaryCpu: number[];
   streamCpu: number[];
+  /** Calls answered (unary calls plus streams), warm-up included. */
+  rpcs: number;
+  /** What its OTLP sink received, after the server shut down and flushed; null: not exporting. */
+  exported: SinkStats | null;
+}
+
+interface SinkStats {
+  requests: number;
+  bytes: number;
+  spans: number;
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+/** An OTLP/HTTP receiver in its own process (bench/otlp-sink.ts), so that it answers while h2load runs. */
+async function startSink(): Promise<{ port: number; stats(): Promise<SinkStats>; stop(): void }> {
+  const child = spawn(process.execPath, [path.join(__dirname, 'otlp-sink.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (line: Buffer) => resolve(Number(line.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`the OTLP sink exited with ${code}`)));
+  });
+  const stats = () =>
+    new Promise<SinkStats>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/stats' }, (res) => {
+        let body = '';
+        res.on('data', (chunk) => (body += chunk));
+        res.on('end', () => resolve(JSON.parse(body) as SinkStats));
+      }).on('error', reject);
+    });
+  return { port, stats, stop: () => child.kill('SIGTERM') };
+}
+
+/** Stops a server with SIGTERM and waits for it to exit (its telemetry flushes on the way out). */
+function stopAndWait(target: Target): Promise<void> {
+  if (target.process.exitCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => target.process.once('exit', () => resolve()));
+  target.process.kill('SIGTERM');
+  return exited;
+}
+
 /**
  * What telemetry costs: the same server with OpenTelemetry disabled, with its default (metrics on, no trace
- * endpoint) and with every call traced (always_on) and exported over OTLP/HTTP to a sink in this process. The
- * variants take turns, three rounds, driven by h2load; medians are compared.
+ * endpoint) and with every call (or one in ten) traced and exported over OTLP/HTTP, each traced server to its own
+ * receiver process. The variants take turns, driven by h2load; medians are compared.
  */
 async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
-  const sink = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end());
+  const sinks = [await startSink(), await startSink()];
+  const traced = (sink: { port: number }, sampler: Record<string, string>) => ({
+    ...sampler,
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
   });
-  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
-  const sinkPort = (sink.address() as AddressInfo).port;
-  const variants: Array<[string, Record<string, string>]> = [
-    ['OTEL_SDK_DISABLED=true', { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0' }],
-    ['default (metrics, no trace endpoint)', { METRICS_PORT: '50179' }],
-    ['tracing 100% + OTLP export', {
-      METRICS_PORT: '50180',
-      OTEL_TRACES_SAMPLER: 'always_on',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
-    }],
+  const variants: Array<[string, Record<string, string>, number | null]> = [
+    ['OTEL_SDK_DISABLED=true', { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0' }, null],
+    ['default (metrics, no trace endpoint)', { METRICS_PORT: '50179' }, null],
+    ['tracing 100% + OTLP export', { METRICS_PORT: '50180', ...traced(sinks[0], { OTEL_TRACES_SAMPLER: 'always_on' }) }, 0],
     ['tracing 10% (traceidratio) + OTLP export', {
       METRICS_PORT: '50181',
-      OTEL_TRACES_SAMPLER: 'traceidratio',
-      OTEL_TRACES_SAMPLER_ARG: '0.1',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sinkPort}`,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
-    }],
+      ...traced(sinks[1], { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }),
+    }, 1],
   ];
   const targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
   try {
     for (const t of targets) await waitReady(t.port, t.process, t.name);
-    const costs: TelemetryCost[] = targets.map((t) => ({ variant: t.name, unary: [], stream: [], unaryCpu: [], streamCpu: [] }));
+    const costs: TelemetryCost[] = targets.map((t) => ({ variant: t.name, unary: [], stream: [], unaryCpu: [], streamCpu: [], rpcs: 0, exported: null }));
+    const run = (t: Target, i: number, rpc: 'unary' | 'stream', short: boolean) => {
+      const result = h2load(t, rpc, short);
+      costs[i].rpcs += result.succeeded;
+      return result;
+    };
     // A round unmeasured first: the first run of each server pays for its JIT warm-up.
-    for (const t of targets) {
+    targets.forEach((t, i) => {
       process.stderr.write(`h2load telemetry cost: ${t.name}, warm-up\n`);
-      h2load(t, 'unary', true);
-      h2load(t, 'stream', true);
-    }
+      run(t, i, 'unary', true);
+      run(t, i, 'stream', true);
+    });
     for (let round = 0; round < (quick ? 1 : H2LOAD_ROUNDS); round++) {
       targets.forEach((t, i) => {
         process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}\n`);
-        const unary = h2load(t, 'unary', quick);
-        const stream = h2load(t, 'stream', quick);
+        const unary = run(t, i, 'unary', quick);
+        const stream = run(t, i, 'stream', quick);
         costs[i].unary.push(unary.messagesPerSecond);
         costs[i].stream.push(stream.messagesPerSecond);
         costs[i].unaryCpu.push(unary.cpuUsPerMessage);
         costs[i].streamCpu.push(stream.cpuUsPerMessage);
       });
     }
+    await Promise.all(targets.map(stopAndWait));
+    for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sinks[sink].stats();
     return costs;
   } finally {
     targets.forEach((t) => t.process.kill('SIGTERM'));
-    sink.close();
+    sinks.forEach((sink) => sink.stop());
   }
 }
 
@@ -266,7 +300,8 @@ async function main(): Promise<void> {
   }
   if (values.only === 'telemetry') {
     for (const cost of await telemetryCost(values.quick!)) {
-      console.log(`${cost.variant}: unary ${cost.unary.map((v) => v.toFixed(0)).join(' ')} (${cost.unaryCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU); stream ${cost.stream.map((v) => v.toFixed(0)).join(' ')} (${cost.streamCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU)`);
+      const exported = cost.exported ? `; ${cost.exported.spans} spans received for ${cost.rpcs} calls and streams` : '';
+      console.log(`${cost.variant}: unary ${cost.unary.map((v) => v.toFixed(0)).join(' ')} (${cost.unaryCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU); stream ${cost.stream.map((v) => v.toFixed(0)).join(' ')} (${cost.streamCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU)${exported}`);
     }
     return;
   }
@@ -514,17 +549,15 @@ async function main(): Promise<void> {
       ? [
           '## What telemetry costs',
           '',
-          'The same server three ways, taking turns for three rounds under h2load (as above) after a warm-up round;',
-          'messages/s of each round.',
-          'Tracing: `OTEL_TRACES_SAMPLER=always_on` (every call), or `traceidratio` 0.1, exported over OTLP/HTTP protobuf',
-          'to a sink in the benchmark process. Tracing every call costs OpenTelemetry JS some 40 µs of CPU a unary call',
-          '(span objects, their garbage, OTLP serialization on the main thread); sample in production.',
-          '',
+          `The same server four ways, taking turns for ${quick ? 'one round' : `${H2LOAD_ROUNDS} rounds`} under h2load (as above) after a warm-up round;`,
+          'messages/s of each round. Tracing: `OTEL_TRACES_SAMPLER=always_on` (every call), or `traceidratio` 0.1,',
+          'exported over OTLP/HTTP protobuf, each traced server to its own receiver process, which counts the spans it',
+          'gets (after the server\'s shutdown flush): every call should arrive as a span, none dropped.',
           'Server CPU (user + system, from /proc) per message answered is shown too: it varies less than throughput here.',
           '',
-          '| variant | Predict calls/s | median | CPU µs a call | StreamPredict messages/s | median | CPU µs a message |',
-          '|---|---|---|---|---|---|---|',
-          ...costs.map((c) => `| ${c.variant} | ${c.unary.map((v) => v.toFixed(0)).join(', ')} | ${median(c.unary).toFixed(0)} | ${median(c.unaryCpu).toFixed(1)} | ${c.stream.map((v) => v.toFixed(0)).join(', ')} | ${median(c.stream).toFixed(0)} | ${median(c.streamCpu).toFixed(1)} |`),
+          '| variant | Predict calls/s | median | CPU µs a call | StreamPredict messages/s | median | CPU µs a message | spans received / calls and streams |',
+          '|---|---|---|---|---|---|---|---|',
+          ...costs.map((c) => `| ${c.variant} | ${c.unary.map((v) => v.toFixed(0)).join(', ')} | ${median(c.unary).toFixed(0)} | ${median(c.unaryCpu).toFixed(1)} | ${c.stream.map((v) => v.toFixed(0)).join(', ')} | ${median(c.stream).toFixed(0)} | ${median(c.streamCpu).toFixed(1)} | ${c.exported ? `${c.exported.spans} / ${c.rpcs}` : '-'} |`),
           '',
         ]
       : []),
