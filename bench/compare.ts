@@ -53,9 +53,10 @@ function startTickserve(name: string, port: number, env: Record<string, string>,
   return { name, port, width, process: child };
 }
 
-function rssMiB(pid: number): { rss: number; peak: number } {
+/** Resident memory now and at its peak so far, in MB (10^6 bytes, as the target is written). */
+function rssMB(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const field = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;
+  const field = (key: string) => (Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024) / 1e6;
   return { rss: field('VmRSS'), peak: field('VmHWM') };
 }
 
@@ -377,7 +378,7 @@ async function main(): Promise<void> {
   const commonRate = Math.round(Math.min(1000, ...small.map((t) => peak(t.name, 'unary') / 2)) / 100) * 100;
   const openCommon: Record<string, LoadResult> = {};
   for (const t of small) openCommon[t.name] = await measure(t, { rpc: 'unary', rate: commonRate, poisson: true, durationS: durationS * 2 });
-  const rss = rssMiB(tickserve.process.pid!);
+  const rss = rssMB(tickserve.process.pid!);
 
   // 3. The heavy model. One row a request, batching on and off (MAX_BATCH_SIZE=1 admits no more). Then requests of
   // 16 rows, so that the main thread is not the limit, against onnxruntime in-process at the batch size reached.
@@ -416,6 +417,8 @@ async function main(): Promise<void> {
     }
     for (const results of byRun) h2.push(medianRun(results));
   } else notes.push('h2load (Debian nghttp2-client) is not installed; the independent load generator was not run.');
+  // The peak again once h2load has had 256 unary calls in flight at a time (VmHWM only grows).
+  const rssWithH2load = rssMB(tickserve.process.pid!);
   stopAll();
 
   // 6. What telemetry costs (h2load only: the cheaper generator shows the server's own cost best).
@@ -424,7 +427,7 @@ async function main(): Promise<void> {
 
   // Plots, data, report.
   writePlots(outDir, results);
-  writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ results, h2load: h2, inProcess, rss, halfRate }, null, 2));
+  writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ results, h2load: h2, inProcess, rss, rssWithH2load, halfRate }, null, 2));
   writeFileSync(path.join(outDir, 'results.csv'), csv(results));
 
   const echo = small.find((t) => t.name.startsWith('echo'));
@@ -465,7 +468,7 @@ async function main(): Promise<void> {
           ];
         })
       : []),
-    `| RSS under load ≤ 300 MB | ${rss.peak.toFixed(0)} MiB peak (${rss.rss.toFixed(0)} MiB at the end) | ${check(rss.peak <= 300)} |`,
+    `| RSS under load ≤ 300 MB | ${rss.peak.toFixed(0)} MB peak through the bench tool's runs (${rss.rss.toFixed(0)} MB after them)${h2.length ? `; ${rssWithH2load.peak.toFixed(0)} MB peak once h2load had run too` : ''} | ${check(Math.max(rss.peak, rssWithH2load.peak) <= 300)} |`,
   ].filter((line) => line !== '');
 
   const cpus = os.cpus();
