@@ -1,0 +1,76 @@
+// The load generator behind `npm run bench`, against a real server: closed loop, open loop (its worker-thread
+// ticker), both RPCs, and the server's own figures read back from trailers and answer fields.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runLoad, type LoadResult, type LoadSpec } from '../bench/load';
+import { csv, markdownTable } from '../bench/report';
+import { startServer, type TestServer } from './helpers/server';
+
+describe('the bench load generator', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server.close());
+
+  const load = (spec: Partial<LoadSpec>): Promise<LoadResult> =>
+    runLoad({
+      target: server.address,
+      rpc: 'unary',
+      concurrency: 4,
+      rate: 0,
+      poisson: false,
+      streams: 2,
+      rowsPerRequest: 1,
+      width: 17,
+      warmupS: 0.2,
+      durationS: 1,
+      ...spec,
+    });
+
+  /** The server's own time for a request cannot exceed what its client saw, so neither can its percentiles. */
+  function assertServerFigures(result: LoadResult): void {
+    const s = result.server;
+    assert.ok(s !== null, 'no server figures read back');
+    assert.ok(s.batchRowsMean >= 1);
+    assert.ok(s.computeUsP50 > 0);
+    // The server's time includes the batch's compute: a latency_ms not read back would fail this.
+    assert.ok(s.serverUsP50 >= s.computeUsP50, `server p50 ${s.serverUsP50} µs < compute p50 ${s.computeUsP50} µs`);
+    assert.ok(s.serverUsP50 <= result.latencyMs.p50 * 1000 * 1.01, `server p50 ${s.serverUsP50} µs > client p50 ${result.latencyMs.p50} ms`);
+    assert.ok(s.serverUsP99 <= result.latencyMs.p99 * 1000 * 1.01);
+  }
+
+  it('closed loop, unary: every call answered, with percentiles and server figures', async () => {
+    const result = await load({ concurrency: 4 });
+    assert.deepEqual(result.errors, {});
+    assert.ok(result.requests > 50, `only ${result.requests} calls in a second`);
+    assert.ok(result.latencyMs.p50 > 0 && result.latencyMs.p50 <= result.latencyMs.p99 && result.latencyMs.p99 <= result.latencyMs.p999);
+    assertServerFigures(result);
+  });
+
+  it('open loop, unary: sends at the requested rate', async () => {
+    const result = await load({ rate: 400 });
+    assert.deepEqual(result.errors, {});
+    assert.ok(Math.abs(result.requestsPerSecond - 400) < 80, `asked for 400/s, measured ${result.requestsPerSecond.toFixed(0)}/s`);
+    assertServerFigures(result);
+  });
+
+  it('open loop, stream (Poisson): sends at the requested rate over the streams, answers in order', async () => {
+    const result = await load({ rpc: 'stream', rate: 2000, poisson: true });
+    assert.deepEqual(result.errors, {});
+    assert.ok(Math.abs(result.requestsPerSecond - 2000) < 400, `asked for 2000/s, measured ${result.requestsPerSecond.toFixed(0)}/s`);
+    assertServerFigures(result);
+  });
+
+  it('reports a table and CSV with the server columns', async () => {
+    const result = await load({ concurrency: 2, durationS: 0.3 });
+    const table = markdownTable([{ name: 'tickserve', result }]).split('\n');
+    assert.equal(table.length, 3);
+    assert.match(table[0], /server µs p50\/p99/);
+    const lines = csv([{ name: 'tickserve', result }]).trim().split('\n');
+    const header = lines[0].split(',');
+    const row = lines[1].split(',');
+    assert.equal(row.length, header.length);
+    assert.equal(Number(row[header.indexOf('server_us_p50')]), result.server!.serverUsP50);
+  });
+});
