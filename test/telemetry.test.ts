@@ -62,11 +62,11 @@ async function startServer(env: Record<string, string>): Promise<RunningServer> 
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT_SPAN = '00f067aa0ba902b7';
-const traceparent = (traceId = TRACE_ID, spanId = PARENT_SPAN) => `00-${traceId}-${spanId}-01`;
+const traceparent = (traceId = TRACE_ID, spanId = PARENT_SPAN, flags = '01') => `00-${traceId}-${spanId}-${flags}`;
 
-function predictWithTrace(client: ModelServiceClient, request: object, traceId = TRACE_ID): Promise<PredictReply> {
+function predictWithTrace(client: ModelServiceClient, request: object, traceId = TRACE_ID, sampled = true): Promise<PredictReply> {
   const metadata = new grpc.Metadata();
-  metadata.set('traceparent', traceparent(traceId));
+  metadata.set('traceparent', traceparent(traceId, PARENT_SPAN, sampled ? '01' : '00'));
   metadata.set('tracestate', 'vendor=1');
   metadata.set('baggage', 'desk=rates');
   return new Promise((resolve, reject) =>
@@ -144,6 +144,30 @@ describe('traces over OTLP/HTTP JSON', () => {
     assert.equal(entry.trace_id, traceId);
     assert.equal(entry.span_id, span.spanId);
     assert.equal(entry.code, 'INVALID_ARGUMENT');
+  });
+
+  it('links a batch only to its sampled requests: an unsampled caller\'s trace gets no span and no link', async () => {
+    const sampled = Array.from({ length: 12 }, (_, i) => `${'d'.repeat(31)}${i.toString(16)}`);
+    const unsampled = Array.from({ length: 12 }, (_, i) => `${'e'.repeat(31)}${i.toString(16)}`);
+    // Interleaved and concurrent, so that batches mix sampled and unsampled requests.
+    await Promise.all(sampled.flatMap((id, i) => [
+      predictWithTrace(server.client, { features: featuresFor(i, 1, 17) }, id, true),
+      predictWithTrace(server.client, { features: featuresFor(i, 1, 17) }, unsampled[i], false),
+    ]));
+    const spans = await receiver.waitFor((all) => sampled.every((id) => {
+      const request = serverSpan(all, id, 'inference.ModelService/Predict');
+      return request !== undefined && all.some((s) => s.name === 'inference.batch' && s.links.some((l) => l.spanId === request.spanId));
+    }));
+    const batches = spans.filter((s) => s.name === 'inference.batch' && s.links.some((l) => sampled.includes(l.traceId)));
+    for (const batch of batches) {
+      assert.ok(batch.links.every((l) => !unsampled.includes(l.traceId)), 'a batch span links to an unsampled request');
+      assert.ok(Number(batch.attributes['tickserve.batch.requests']) >= batch.links.length);
+    }
+    assert.ok(
+      batches.some((b) => Number(b.attributes['tickserve.batch.requests']) > b.links.length),
+      'no batch mixed sampled and unsampled requests, so the test proved nothing',
+    );
+    assert.ok(spans.every((s) => !unsampled.includes(s.traceId)), 'an unsampled trace was exported');
   });
 
   it('gives a stream one SERVER span, and its batches link to it', async () => {

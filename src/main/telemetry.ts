@@ -16,6 +16,7 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  TraceFlags,
   type Attributes,
   type Histogram,
   type Link,
@@ -291,9 +292,11 @@ export class Telemetry implements BatchObserver {
     let parent: SpanContext | undefined;
     for (const request of members) {
       const traced = request.spanContext;
-      if (traced === undefined) continue;
+      // Links only to sampled spans: an unsampled span is never exported, so a link to it leads nowhere, and with
+      // a ratio sampler linking every request cost nearly as much as tracing them all.
+      if (traced === undefined || (traced.traceFlags & TraceFlags.SAMPLED) === 0) continue;
       links.push({ context: traced });
-      if (parent === undefined && (traced.traceFlags & 1) === 1) parent = traced;
+      parent ??= traced;
     }
     if (parent === undefined) return; // no sampled request rode in this batch
     const model = this.sources?.model;
