@@ -31,6 +31,7 @@ import type { Logger } from 'pino';
 import type { BatchFigures, BatchObserver, BatchRequest } from '../batching/batcher';
 import type { Config } from './config';
 import { RpcMetrics } from './rpc-metrics';
+import { ThreadSpanProcessor } from './span-export/processor';
 
 const MODEL_SERVICE = 'inference.ModelService';
 
@@ -120,8 +121,9 @@ export class Telemetry implements BatchObserver {
         logRecordProcessors: [],
         // sdk-node takes null for "register no context manager"; its type declaration does not say so.
         contextManager: null as unknown as undefined,
-        // No endpoint configured: no span processor, so no tracer provider and no connection attempts.
-        ...(config.tracing ? {} : { spanProcessors: [] }),
+        // Spans go to the export thread, which builds the exporters from OTEL_* as NodeSDK would have here. No
+        // endpoint configured: no span processor, so no tracer provider, no thread and no connection attempts.
+        spanProcessors: config.tracing ? [new ThreadSpanProcessor((problem) => logger.warn(problem))] : [],
       });
       this.sdk.start();
     }

@@ -35,6 +35,10 @@ export interface ReceivedSpan {
   links: Array<{ traceId: string; spanId: string }>;
   status: { code: number; message: string };
   serviceName: string;
+  traceState: string;
+  /** Event names, in order. */
+  events: string[];
+  scopeName: string;
 }
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -59,6 +63,7 @@ function normalise(request: Json): ReceivedSpan[] {
   for (const rs of request.resourceSpans ?? request.resource_spans ?? []) {
     const serviceName = String(attributes(rs.resource?.attributes)['service.name'] ?? '');
     for (const ss of rs.scopeSpans ?? rs.scope_spans ?? []) {
+      const scopeName = String(ss.scope?.name ?? '');
       for (const span of ss.spans ?? []) {
         spans.push({
           traceId: hex(span.traceId ?? span.trace_id),
@@ -70,6 +75,9 @@ function normalise(request: Json): ReceivedSpan[] {
           links: (span.links ?? []).map((l: Json) => ({ traceId: hex(l.traceId ?? l.trace_id), spanId: hex(l.spanId ?? l.span_id) })),
           status: { code: Number(span.status?.code ?? 0), message: String(span.status?.message ?? '') },
           serviceName,
+          traceState: String(span.traceState ?? span.trace_state ?? ''),
+          events: (span.events ?? []).map((e: Json) => String(e.name)),
+          scopeName,
         });
       }
     }
