@@ -90,8 +90,10 @@ interface H2loadResult {
   rounds?: number[];
 }
 
-/** Rounds of the h2load comparison (the telemetry cost uses as many). */
+/** Rounds of the h2load comparison. */
 const H2LOAD_ROUNDS = 3;
+/** Rounds of the telemetry cost: its differences are smaller than the machine's swings, so more of them. */
+const TELEMETRY_ROUNDS = 5;
 
 /** The round with the median throughput, carrying every round's throughput. */
 function medianRun(results: H2loadResult[]): H2loadResult {
@@ -181,7 +183,7 @@ function stopAndWait(target: Target): Promise<void> {
  * receiver process. The variants take turns, driven by h2load; medians are compared.
  */
 async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
-  const sinks = [await startSink(), await startSink()];
+  const sinks = [await startSink(), await startSink(), await startSink()];
   const traced = (sink: { port: number }, sampler: Record<string, string>) => ({
     ...sampler,
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
@@ -195,6 +197,8 @@ async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
       METRICS_PORT: '50181',
       ...traced(sinks[1], { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }),
     }, 1],
+    // Tracing on but nothing sampled: what every call pays for the interceptor and the span start alone.
+    ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(sinks[2], { OTEL_TRACES_SAMPLER: 'always_off' }) }, 2],
   ];
   const targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
   try {
@@ -211,7 +215,7 @@ async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
       run(t, i, 'unary', true);
       run(t, i, 'stream', true);
     });
-    for (let round = 0; round < (quick ? 1 : H2LOAD_ROUNDS); round++) {
+    for (let round = 0; round < (quick ? 1 : TELEMETRY_ROUNDS); round++) {
       targets.forEach((t, i) => {
         process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}\n`);
         const unary = run(t, i, 'unary', quick);
@@ -458,9 +462,12 @@ async function main(): Promise<void> {
           const cpu = rpc === 'unary' ? 'unaryCpu' : 'streamCpu';
           // Throughput on this shared machine swings ±10% run to run; the server's CPU time per message is steadier,
           // and the throughput a CPU-bound server can reach goes as its inverse. Both are shown; the check uses CPU.
+          // Each round's two runs were minutes apart at most; a disturbance on this shared machine hits a round, so
+          // the ratio is taken within each round and the median of those is reported.
+          const pairedMedian = (top: number[], bottom: number[]) => median(top.map((value, round) => value / bottom[round]));
           const line = (name: string, a: TelemetryCost, b: TelemetryCost, within: number) => {
-            const cpuRatio = median(b[cpu]) / median(a[cpu]);
-            return `| ${rpc}: ${name} | ${ratio(median(a[rpc]), median(b[rpc]))} throughput; CPU a message ${median(a[cpu]).toFixed(1)} vs ${median(b[cpu]).toFixed(1)} µs: ${ratio(cpuRatio, 1)} | ${check(cpuRatio >= 1 - within)} |`;
+            const cpuRatio = pairedMedian(b[cpu], a[cpu]);
+            return `| ${rpc}: ${name} | ${ratio(pairedMedian(a[rpc], b[rpc]), 1)} throughput; CPU a message ${median(a[cpu]).toFixed(1)} vs ${median(b[cpu]).toFixed(1)} µs: ${ratio(cpuRatio, 1)} | ${check(cpuRatio >= 1 - within)} |`;
           };
           return [
             line('tracing off within 2% of OpenTelemetry disabled', costs[1], costs[0], 0.02),
@@ -552,8 +559,8 @@ async function main(): Promise<void> {
       ? [
           '## What telemetry costs',
           '',
-          `The same server four ways, taking turns for ${quick ? 'one round' : `${H2LOAD_ROUNDS} rounds`} under h2load (as above) after a warm-up round;`,
-          'messages/s of each round. Tracing: `OTEL_TRACES_SAMPLER=always_on` (every call), or `traceidratio` 0.1,',
+          `The same server five ways, taking turns for ${quick ? 'one round' : `${TELEMETRY_ROUNDS} rounds`} under h2load (as above) after a warm-up round;`,
+          'messages/s of each round. The targets compare two variants round by round and report the median ratio. Tracing: `OTEL_TRACES_SAMPLER=always_on` (every call), or `traceidratio` 0.1,',
           'exported over OTLP/HTTP protobuf, each traced server to its own receiver process, which counts the spans it',
           'gets (after the server\'s shutdown flush): every call should arrive as a span, none dropped.',
           'Server CPU (user + system, from /proc) per message answered is shown too: it varies less than throughput here.',
