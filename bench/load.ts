@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { frame, frameGzip, GrpcH2Client, type CallEnd } from './h2';
 import type { TickerMessage, TickerOptions } from './ticker';
+import { WIRE_FIXED32, WIRE_VARINT, WireReader } from './wire';
 
 export type Rpc = 'unary' | 'stream';
 
@@ -129,19 +130,7 @@ class Recorder {
   }
 }
 
-let cursor = 0;
-
-function varint(bytes: Buffer): number {
-  let value = 0;
-  let factor = 1;
-  let byte: number;
-  do {
-    byte = bytes[cursor++];
-    value += (byte & 0x7f) * factor;
-    factor *= 128;
-  } while (byte >= 0x80);
-  return value;
-}
+const answerReader = new WireReader();
 
 /**
  * Fields 4, 5, 6 (batch_rows, queue_us, compute_us) into `into[0..2]`, field 2 (latency_ms) into `into[3]`, and
@@ -149,23 +138,17 @@ function varint(bytes: Buffer): number {
  */
 function readFigures(bytes: Buffer, into: number[]): boolean {
   into[0] = into[1] = into[2] = into[3] = 0;
-  cursor = 0;
-  while (cursor < bytes.length) {
-    const tag = bytes[cursor++];
+  const reader = answerReader.reset(bytes);
+  while (!reader.done) {
+    const tag = reader.varint();
     const wire = tag & 7;
     const field = tag >>> 3;
-    if (wire === 0) {
-      const value = varint(bytes);
-      if (field >= 4 && field <= 6) into[field - 4] = value;
-    } else if (wire === 2) {
-      const length = varint(bytes);
-      if (field === 7) return false;
-      cursor += length;
-    } else if (wire === 5) {
-      if (field === 2) into[3] = bytes.readFloatLE(cursor);
-      cursor += 4;
-    } else if (wire === 1) cursor += 8;
-    else return true;
+    if (field === 7) return false;
+    if (wire === WIRE_VARINT && field >= 4 && field <= 6) into[field - 4] = reader.varint();
+    else if (wire === WIRE_FIXED32 && field === 2) {
+      into[3] = bytes.readFloatLE(reader.at);
+      reader.at += 4;
+    } else if (!reader.skip(wire)) return true;
   }
   return true;
 }

@@ -4,34 +4,20 @@
 // (GET /stats), so the report can show that every span arrived. Prints its port on stdout.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { WIRE_LENGTH_DELIMITED, WireReader } from './wire';
 
 const stats = { requests: 0, bytes: 0, spans: 0 };
 
 /** Calls `onField(field, value)` for each length-delimited field of a protobuf message; skips the others. */
 function eachLengthDelimited(message: Buffer, onField: (field: number, value: Buffer) => void): void {
-  let at = 0;
-  const varint = () => {
-    let value = 0;
-    let factor = 1;
-    let byte: number;
-    do {
-      byte = message[at++];
-      value += (byte & 0x7f) * factor;
-      factor *= 128;
-    } while (byte >= 0x80 && at < message.length);
-    return value;
-  };
-  while (at < message.length) {
-    const tag = varint();
-    const wire = tag & 7;
-    if (wire === 0) varint();
-    else if (wire === 1) at += 8;
-    else if (wire === 5) at += 4;
-    else if (wire === 2) {
-      const length = varint();
-      onField(tag >>> 3, message.subarray(at, at + length));
-      at += length;
-    } else return; // groups: not in OTLP
+  const reader = new WireReader().reset(message);
+  while (!reader.done) {
+    const tag = reader.varint();
+    if ((tag & 7) === WIRE_LENGTH_DELIMITED) {
+      const length = reader.varint();
+      onField(tag >>> 3, message.subarray(reader.at, reader.at + length));
+      reader.at += length;
+    } else if (!reader.skip(tag & 7)) return; // groups: not in OTLP
   }
 }
 
