@@ -12,6 +12,9 @@ import { OtlpReceiver } from './helpers/otlp-receiver';
 const ENV = {
   OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
   OTEL_BSP_SCHEDULE_DELAY: '50',
+  // Room in the export thread's own queue for the flood below, so that only this side's bound drops spans.
+  OTEL_BSP_MAX_QUEUE_SIZE: '32768',
+  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '4096',
   OTEL_TRACES_EXPORTER: 'otlp',
 };
 
@@ -73,6 +76,23 @@ describe('ThreadSpanProcessor', () => {
     assert.equal(got.serviceName, 'export-thread-test');
     assert.equal(got.scopeName, 'scope-a');
     assert.deepEqual(problems, []);
+  });
+
+  it('bounds the spans in transit: beyond 16,384 it drops, says so once, and exports the rest', async () => {
+    const tracer = provider.getTracer('scope-c');
+    const ids = new Set<string>();
+    // One synchronous loop: the export thread's receipts cannot arrive in between, as if it had stalled.
+    for (let i = 0; i < 20_000; i++) {
+      const span = tracer.startSpan('flood');
+      ids.add(span.spanContext().spanId);
+      span.end();
+    }
+    assert.equal(problems.length, 1, `expected one warning, got ${JSON.stringify(problems)}`);
+    assert.match(problems[0], /dropping spans/);
+    await provider.forceFlush();
+    const received = await receiver.waitFor((all) => all.filter((s) => ids.has(s.spanId)).length >= 16_384, 20_000);
+    assert.equal(received.filter((s) => ids.has(s.spanId)).length, 16_384);
+    problems.length = 0;
   });
 
   it('exports every span ended before shutdown', async () => {
