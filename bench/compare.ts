@@ -151,8 +151,14 @@ interface SinkStats {
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
+interface Sink {
+  port: number;
+  stats(): Promise<SinkStats>;
+  stop(): void;
+}
+
 /** An OTLP/HTTP receiver in its own process (bench/otlp-sink.ts), so that it answers while h2load runs. */
-async function startSink(): Promise<{ port: number; stats(): Promise<SinkStats>; stop(): void }> {
+async function startSink(): Promise<Sink> {
   const child = spawn(process.execPath, [path.join(__dirname, 'otlp-sink.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once('data', (line: Buffer) => resolve(Number(line.toString().trim())));
@@ -183,22 +189,22 @@ function stopAndWait(target: Target): Promise<void> {
  * receiver process. The variants take turns, driven by h2load; medians are compared.
  */
 async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
-  const sinks = [await startSink(), await startSink(), await startSink()];
-  const traced = (sink: { port: number }, sampler: Record<string, string>) => ({
+  const [always, tenth, never] = [await startSink(), await startSink(), await startSink()];
+  const traced = (sink: Sink, sampler: Record<string, string>) => ({
     ...sampler,
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
   });
-  const variants: Array<[string, Record<string, string>, number | null]> = [
+  const variants: Array<[string, Record<string, string>, Sink | null]> = [
     ['OTEL_SDK_DISABLED=true', { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0' }, null],
     ['default (metrics, no trace endpoint)', { METRICS_PORT: '50179' }, null],
-    ['tracing 100% + OTLP export', { METRICS_PORT: '50180', ...traced(sinks[0], { OTEL_TRACES_SAMPLER: 'always_on' }) }, 0],
+    ['tracing 100% + OTLP export', { METRICS_PORT: '50180', ...traced(always, { OTEL_TRACES_SAMPLER: 'always_on' }) }, always],
     ['tracing 10% (traceidratio) + OTLP export', {
       METRICS_PORT: '50181',
-      ...traced(sinks[1], { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }),
-    }, 1],
+      ...traced(tenth, { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }),
+    }, tenth],
     // Tracing on but nothing sampled: what every call pays for the interceptor and the span start alone.
-    ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(sinks[2], { OTEL_TRACES_SAMPLER: 'always_off' }) }, 2],
+    ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(never, { OTEL_TRACES_SAMPLER: 'always_off' }) }, never],
   ];
   const targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
   try {
@@ -227,11 +233,11 @@ async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
       });
     }
     await Promise.all(targets.map(stopAndWait));
-    for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sinks[sink].stats();
+    for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sink.stats();
     return costs;
   } finally {
     targets.forEach((t) => t.process.kill('SIGTERM'));
-    sinks.forEach((sink) => sink.stop());
+    for (const sink of [always, tenth, never]) sink.stop();
   }
 }
 

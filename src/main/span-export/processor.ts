@@ -64,7 +64,8 @@ export class ThreadSpanProcessor implements SpanProcessor {
   private inTransit = 0;
   private timer: NodeJS.Timeout | null = null;
   private resource: Attributes | null = null;
-  private dropped = 0;
+  /** Whether the drop warning has been given (once per process). */
+  private warnedOfDrops = false;
   private failed = false;
   private lastRequest = 0;
   private readonly requests = new Map<number, () => void>();
@@ -91,7 +92,10 @@ export class ThreadSpanProcessor implements SpanProcessor {
   onEnd(span: ReadableSpan): void {
     if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0 || this.failed) return;
     if (this.inTransit + this.pending.length >= MAX_IN_TRANSIT) {
-      if (this.dropped++ === 0) this.onProblem(`span export is behind by ${MAX_IN_TRANSIT} spans; dropping spans`);
+      if (!this.warnedOfDrops) {
+        this.warnedOfDrops = true;
+        this.onProblem(`span export is behind by ${MAX_IN_TRANSIT} spans; dropping spans`);
+      }
       return;
     }
     this.resource ??= span.resource.attributes;
@@ -109,11 +113,6 @@ export class ThreadSpanProcessor implements SpanProcessor {
     this.post();
     await this.request('shutdown');
     await this.thread.terminate();
-  }
-
-  /** Spans dropped because the export thread was behind. */
-  get droppedSpans(): number {
-    return this.dropped;
   }
 
   private readonly post = (): void => {
