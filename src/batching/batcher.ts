@@ -48,6 +48,8 @@ export interface BatchFigures {
 /** Told of every batch once its requests are answered (metrics, batch spans); must not throw. */
 export interface BatchObserver {
   onBatch(members: readonly BatchRequest[], batch: BatchFigures, error: string | null): void;
+  /** A slab was set aside (ExecutorFault.slabSetAside): `count` of the `total` slabs are now out of use. */
+  onSlabSetAside?(count: number, total: number): void;
 }
 
 export interface BatchResult {
@@ -61,8 +63,13 @@ export interface BatchResult {
 
 /**
  * Runs the batch held in slab `slab` (its first `rows` input rows), writing its output rows into the same slab.
- * Rejects when the worker itself failed; by then nothing will touch the slab for this batch any more.
+ * Rejects when the worker itself failed; by then nothing will touch the slab for this batch any more, unless the
+ * rejection says `slabSetAside`: then a worker may still hold it, and the slab is never used again.
  */
+export interface ExecutorFault extends Error {
+  readonly slabSetAside?: boolean;
+}
+
 export interface BatchExecutor {
   run(slab: number, rows: number): Promise<BatchResult>;
 }
@@ -104,6 +111,8 @@ export class Batcher {
   private timer: NodeJS.Timeout | null = null;
   private timerDue = Infinity;
   private drainWaiters: Array<() => void> = [];
+  /** Slabs a failed worker may still hold (ExecutorFault.slabSetAside): out of the free list for good. */
+  private setAside = 0;
   private roomWaiters: Array<() => void> = [];
 
   constructor(private readonly options: BatcherOptions) {
@@ -118,7 +127,12 @@ export class Batcher {
   }
 
   get inFlightBatches(): number {
-    return this.options.slabs.length - this.freeSlabs.length;
+    return this.options.slabs.length - this.setAside - this.freeSlabs.length;
+  }
+
+  /** Slabs set aside because a failed worker may still hold them; each is one batch fewer in flight at once. */
+  get slabsSetAside(): number {
+    return this.setAside;
   }
 
   get maxQueueRows(): number {
@@ -203,6 +217,10 @@ export class Batcher {
       // worker is busy. (Calls with a client deadline leave by cancellation anyway; this serves
       // REQUEST_TIMEOUT_MS, which is the same for all, so the oldest request expires first.)
       const untilDeadlineUs = (oldest.deadline - now) * 1000;
+      if (this.setAside === this.options.slabs.length) {
+        this.failQueued(unavailable('no batch memory left: workers died holding every slab; the server must be restarted'));
+        break;
+      }
       if (this.freeSlabs.length === 0) {
         this.wakeIn(untilDeadlineUs, now);
         break;
@@ -248,6 +266,16 @@ export class Batcher {
     return undefined;
   }
 
+  /** Answers every queued request with `failure` (nothing can run them). */
+  private failQueued(failure: ServingError): void {
+    for (let request = this.queue.shift(); request !== undefined; request = this.queue.shift()) {
+      if (!request.queued) continue;
+      request.queued = false;
+      this.queuedRows -= request.rows;
+      request.fail(failure);
+    }
+  }
+
   private drop(request: BatchRequest): void {
     if (!request.queued) return; // cancelled: already uncounted, and nobody listens
     request.queued = false;
@@ -285,7 +313,10 @@ export class Batcher {
         if (result.error === undefined) this.finish(slab, rows, now, result);
         else this.abort(slab, rows, now, internal(`model failed on this batch: ${result.error}`));
       },
-      (error: unknown) => this.abort(slab, rows, now, unavailable(error instanceof Error ? error.message : String(error))),
+      (error: ExecutorFault) => {
+        const setAside = error.slabSetAside === true;
+        this.abort(slab, rows, now, unavailable(error instanceof Error ? error.message : String(error)), setAside);
+      },
     );
   }
 
@@ -311,17 +342,22 @@ export class Batcher {
     this.release(slab);
   }
 
-  private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError): void {
+  private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError, setAside = false): void {
     const members = this.members[slab];
     for (const request of members) if (!request.cancelled) request.fail(failure);
     const batch = { rows: batchRows, computeUs: 0, finishedAt: performance.now(), dispatchedAt, worker: -1 };
     this.options.observer?.onBatch(members, batch, failure.message);
-    this.release(slab);
+    this.release(slab, setAside);
   }
 
-  private release(slab: number): void {
+  private release(slab: number, setAside = false): void {
     this.members[slab].length = 0;
-    this.freeSlabs.push(slab);
+    if (setAside) {
+      this.setAside++;
+      this.options.observer?.onSlabSetAside?.(this.setAside, this.options.slabs.length);
+    } else {
+      this.freeSlabs.push(slab);
+    }
     if (this.queuedRows > 0) this.schedulePump();
     this.notifyIfDrained();
   }

@@ -55,10 +55,17 @@ export function slabViews(slab: SharedArrayBuffer, layout: SlabLayout): SlabView
 // fresh ticket (a positive number) in the slab's claim word and sends the ticket with the task. The worker swaps
 // ticket -> SLAB_CLAIMED before it reads the input rows and before it writes the output rows, and swaps back after.
 // To give a batch up, the main thread swaps ticket -> SLAB_REVOKED; if the worker holds the claim at that moment
-// (a copy of a few microseconds), the main thread waits for it to end. Once revoked, the worker's swaps fail and it
-// leaves the slab alone, so the slab can be reused at once.
+// (a copy of a few microseconds), the main thread waits for it to end, without blocking its event loop, but only
+// for so long: a worker that died or hung inside its claim never ends it, and the slab is then set aside for good.
+// Once revoked, the worker's swaps fail and it leaves the slab alone, so the slab can be reused at once.
 export const SLAB_CLAIMED = -1;
 export const SLAB_REVOKED = -2;
+
+/**
+ * How long a revoke waits for a worker to end its claim. A claim lasts one copy of a batch's rows (microseconds,
+ * milliseconds for the widest models); a claim still held after this long belongs to a worker that died or hung.
+ */
+export const CLAIM_RELEASE_WAIT_MS = 1000;
 
 export function createClaims(slabCount: number): SharedArrayBuffer {
   return new SharedArrayBuffer(slabCount * Int32Array.BYTES_PER_ELEMENT);
@@ -75,9 +82,37 @@ export function unclaimSlab(claims: Int32Array, slab: number, ticket: number): v
   Atomics.notify(claims, slab);
 }
 
-/** Main side: gives up on the batch holding `ticket`; when it returns, no worker will touch the slab for it. */
-export function revokeSlab(claims: Int32Array, slab: number, ticket: number): void {
-  while (Atomics.compareExchange(claims, slab, ticket, SLAB_REVOKED) === SLAB_CLAIMED) {
-    Atomics.wait(claims, slab, SLAB_CLAIMED, 1);
+// Atomics.waitAsync is in Node since 16; TypeScript declares it only from lib ES2024.
+type WaitAsync = (
+  array: Int32Array,
+  index: number,
+  value: number,
+  timeoutMs: number,
+) => { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+
+/**
+ * Main side: gives up on the batch holding `ticket`. Resolves true once no worker will touch the slab for it (it may
+ * be reused); false when a worker still held the claim after `waitMs`: that slab must never be used again. Never
+ * blocks the thread.
+ */
+export async function revokeSlab(
+  claims: Int32Array,
+  slab: number,
+  ticket: number,
+  waitMs = CLAIM_RELEASE_WAIT_MS,
+): Promise<boolean> {
+  const giveUpAt = performance.now() + waitMs;
+  for (;;) {
+    if (Atomics.compareExchange(claims, slab, ticket, SLAB_REVOKED) !== SLAB_CLAIMED) return true;
+    const left = giveUpAt - performance.now();
+    if (left <= 0) return false;
+    const waiting = waitAsync(claims, slab, SLAB_CLAIMED, left);
+    if (!waiting.async) continue;
+    // A pending waitAsync does not keep Node's event loop alive, and its timeout fires from a task that Node runs
+    // only while the loop is alive; this timer keeps it alive until a little after the timeout.
+    const keepAlive = setTimeout(() => {}, left + 100);
+    await waiting.value;
+    clearTimeout(keepAlive);
   }
 }

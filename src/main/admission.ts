@@ -10,8 +10,10 @@ export interface ServedModel {
   versionField: Buffer;
   inputWidth: number;
   outputWidth: number;
-  /** The largest batch_size a request may carry (MAX_BATCH_SIZE). */
+  /** The largest batch_size a request may carry (MAX_BATCH_SIZE, or 1 for a model that does not batch). */
   maxRows: number;
+  /** maxRows and what sets it, for the refusal's message ("MAX_BATCH_SIZE 256"). */
+  maxRowsLimit: string;
 }
 
 /** Returns the request's row count; throws a ServingError naming what is wrong. */
@@ -22,7 +24,7 @@ export function admit(request: PredictRequest, model: ServedModel): number {
   }
   if (request.batchSize < 0) throw invalidArgument(`batch_size must be 0 or more, got ${request.batchSize}`);
   if (request.batchSize > model.maxRows) {
-    throw invalidArgument(`batch_size ${request.batchSize} exceeds MAX_BATCH_SIZE ${model.maxRows}`);
+    throw invalidArgument(`batch_size ${request.batchSize} exceeds ${model.maxRowsLimit}`);
   }
   const rows = request.batchSize === 0 ? 1 : request.batchSize;
   const expected = rows * model.inputWidth;

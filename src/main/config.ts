@@ -25,6 +25,8 @@ export interface Config {
   modelPath: string;
   modelName: string;
   modelVersion: string;
+  /** The model output to serve; null: the model's only output (a model with several needs it). */
+  outputName: string | null;
   /** Rows in the largest batch; also the largest batch_size one request may carry. */
   maxBatchSize: number;
   /** Longest the oldest queued request waits for company before its batch is dispatched. */
@@ -165,6 +167,7 @@ export function loadConfig(env: Env = process.env): Config {
     modelPath,
     modelName: text(env, 'MODEL_NAME', path.basename(modelPath, '.onnx'), /^[\w.-]+$/, 'letters, digits, _ . -'),
     modelVersion: text(env, 'MODEL_VERSION', '1', /^[\w.-]+$/, 'letters, digits, _ . -'),
+    outputName: env.OUTPUT_NAME === undefined || env.OUTPUT_NAME.trim() === '' ? null : env.OUTPUT_NAME.trim(),
     maxBatchSize,
     maxQueueDelayUs: integer(env, 'MAX_QUEUE_DELAY_US', 100, 0, 10_000_000),
     maxQueueSize: integer(env, 'MAX_QUEUE_SIZE', 4096, 1),

@@ -8,12 +8,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher } from '../batching/batcher';
-import { createClaims, createSlab, type SlabLayout } from '../batching/slab';
-import { inspectModel, type ModelInfo } from '../workers/model-info';
+import { totalmem } from 'node:os';
+import { createClaims, createSlab, slabBytes, type SlabLayout } from '../batching/slab';
+import { inspectModel, ModelRefused, type ModelInfo } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ServedModel } from './admission';
 import { decodePredictRequest, encodeVersionField } from './codec';
-import { PACKAGE_ROOT, type Config } from './config';
+import { ConfigError, PACKAGE_ROOT, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler, type StreamSession } from './handlers/stream-predict';
@@ -24,6 +25,8 @@ export const SERVICE_NAME = 'inference.ModelService';
 
 /** Batches that may be in flight at once, per worker: one computing, one assembled and waiting to start. */
 const SLABS_PER_WORKER = 2;
+
+const FLOAT_BYTES = 4;
 
 const PROTO_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true };
 
@@ -50,9 +53,74 @@ function serverCredentials(config: Config): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(clientCa, [keyPair], clientCa !== null);
 }
 
+/** The model, read and checked against the configuration; a model that cannot be served is a ConfigError. */
+async function inspectServedModel(config: Config): Promise<ModelInfo> {
+  let model: ModelInfo;
+  try {
+    model = await inspectModel(config.modelPath, config.executionProvider, config.outputName);
+  } catch (error) {
+    if (!(error instanceof ModelRefused)) throw error;
+    const value = error.variable === 'OUTPUT_NAME' ? (config.outputName ?? '') : config.modelPath;
+    throw new ConfigError(error.variable, value, error.message);
+  }
+  // A request of one row: the features field's tag and length, then the row's floats.
+  const rowBytes = model.inputWidth * FLOAT_BYTES;
+  const oneRowMessage = rowBytes + 1 + varintLength(rowBytes);
+  if (oneRowMessage > config.maxReceiveMessageBytes) {
+    throw new ConfigError(
+      'MAX_RECEIVE_MESSAGE_BYTES',
+      String(config.maxReceiveMessageBytes),
+      `a request of one row of ${model.inputWidth} floats (${model.inputWidth} × 4 bytes) needs at least ` +
+        `${oneRowMessage} bytes, so every request would be refused; raise MAX_RECEIVE_MESSAGE_BYTES to at least ${oneRowMessage}`,
+    );
+  }
+  return model;
+}
+
+function maxBatchRows(config: Config, model: ModelInfo): number {
+  return model.batches ? config.maxBatchSize : 1;
+}
+
+/** The share of the machine's (or the container's) memory that the batch slabs may take. */
+const SLAB_MEMORY_SHARE = 0.5;
+
+/** One slab per batch that may be in flight, made once; refused with the numbers when they cannot fit. */
+function allocateSlabs(config: Config, layout: SlabLayout, count: number): SharedArrayBuffer[] {
+  const bytes = slabBytes(layout) * count;
+  const constrained = process.constrainedMemory?.() ?? 0;
+  const memory = constrained > 0 ? Math.min(constrained, totalmem()) : totalmem();
+  const budget = Math.floor(memory * SLAB_MEMORY_SHARE);
+  const describe = () =>
+    `slab memory = ${layout.maxBatchRows} rows × (${layout.inputWidth} + ${layout.outputWidth}) floats × 4 bytes × ` +
+    `${count} slabs (${SLABS_PER_WORKER} per worker) = ${formatBytes(bytes)}`;
+  const variable = layout.maxBatchRows > 1 ? 'MAX_BATCH_SIZE' : 'WORKERS';
+  const value = String(layout.maxBatchRows > 1 ? config.maxBatchSize : config.workers);
+  if (bytes > budget) {
+    throw new ConfigError(
+      variable,
+      value,
+      `${describe()}, over the ${formatBytes(budget)} the slabs may take (half of ${formatBytes(memory)} of memory); ` +
+        'lower MAX_BATCH_SIZE or WORKERS',
+    );
+  }
+  try {
+    return Array.from({ length: count }, () => createSlab(layout));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(variable, value, `${describe()}, which could not be allocated (${reason}); lower MAX_BATCH_SIZE or WORKERS`);
+  }
+}
+
+const formatBytes = (bytes: number) =>
+  bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`;
+
+const varintLength = (value: number) => Math.max(1, Math.ceil(Math.log2(value + 1) / 7));
+
 export interface ServerOptions {
   /** Worker entry for the pool; tests pass fixtures. */
   workerFilename?: string;
+  /** How long a failed batch's slab waits for its worker to let go of it (slab.ts); tests shorten it. */
+  claimReleaseWaitMs?: number;
 }
 
 export class InferenceServer {
@@ -74,7 +142,7 @@ export class InferenceServer {
     slabs: SharedArrayBuffer[],
   ) {
     this.batcher = new Batcher({
-      maxBatchRows: config.maxBatchSize,
+      maxBatchRows: layout.maxBatchRows,
       maxQueueDelayUs: config.maxQueueDelayUs,
       preferredBatchSizes: config.preferredBatchSizes,
       maxQueueRows: config.maxQueueSize,
@@ -101,7 +169,10 @@ export class InferenceServer {
       versionField: encodeVersionField(config.modelVersion),
       inputWidth: model.inputWidth,
       outputWidth: model.outputWidth,
-      maxRows: config.maxBatchSize,
+      maxRows: layout.maxBatchRows,
+      maxRowsLimit: model.batches
+        ? `MAX_BATCH_SIZE ${layout.maxBatchRows}`
+        : `1, the most this model takes (its input "${model.inputName}" has a fixed batch dimension of 1)`,
     };
     const context: HandlerContext = {
       batcher: this.batcher,
@@ -144,22 +215,30 @@ export class InferenceServer {
     telemetry: Telemetry,
     options: ServerOptions = {},
   ): Promise<InferenceServer> {
-    const model = await inspectModel(config.modelPath, config.executionProvider);
+    const model = await inspectServedModel(config);
+    if (!model.batches) {
+      logger.info(
+        { model: config.modelName, input: model.inputName },
+        `model ${config.modelName} takes one row at a time (its input's batch dimension is fixed at 1): serving it unbatched, batch_size at most 1`,
+      );
+    }
     const layout: SlabLayout = {
-      maxBatchRows: config.maxBatchSize,
+      maxBatchRows: maxBatchRows(config, model),
       inputWidth: model.inputWidth,
       outputWidth: model.outputWidth,
     };
-    const slabs = Array.from({ length: config.workers * SLABS_PER_WORKER }, () => createSlab(layout));
+    const slabs = allocateSlabs(config, layout, config.workers * SLABS_PER_WORKER);
     const pool = new WorkerPool({
       workers: config.workers,
       taskTimeoutMs: config.workerTimeoutMs,
       filename: options.workerFilename,
+      claimReleaseWaitMs: options.claimReleaseWaitMs,
       init: {
         modelPath: config.modelPath,
         inputName: model.inputName,
         outputName: model.outputName,
         inputDims: model.inputDims,
+        outputDims: model.outputDims,
         layout,
         slabs,
         claims: createClaims(slabs.length),

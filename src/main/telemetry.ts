@@ -98,6 +98,7 @@ export class Telemetry implements BatchObserver {
   private readonly queueWait: Histogram;
   private readonly computeTime: Histogram;
   private readonly failedBatches;
+  private readonly slabsSetAside;
   private readonly workerBusy;
   private busySeconds = 0;
   private utilisationMark = { at: performance.now(), busy: 0 };
@@ -146,6 +147,9 @@ export class Telemetry implements BatchObserver {
       advice: { explicitBucketBoundaries: [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000] },
     });
     this.failedBatches = this.meter.createCounter('tickserve.batch.failures', { description: 'Batches that failed' });
+    this.slabsSetAside = this.meter.createCounter('tickserve.slabs.set_aside', {
+      description: 'Batch slabs set aside for good because a worker died or hung holding them',
+    });
     this.workerBusy = this.meter.createCounter('tickserve.worker.busy', {
       description: 'Seconds workers spent computing; rate() / workers is utilisation',
       unit: 's',
@@ -270,6 +274,17 @@ export class Telemetry implements BatchObserver {
     const entry = { ...ids, method, code: grpc.status[code], details };
     if (CLIENT_ERRORS.has(code)) this.logger.debug(entry, 'call failed');
     else this.logger.warn(entry, 'call failed');
+  }
+
+  /** BatchObserver: a slab a dead or hung worker may still hold is out of use for good. */
+  onSlabSetAside(count: number, total: number): void {
+    this.slabsSetAside.add(1);
+    this.logger.error(
+      { slabsSetAside: count, slabs: total },
+      count < total
+        ? 'a worker died or hung holding a batch slab; the slab is set aside (one batch fewer in flight at once)'
+        : 'every batch slab is set aside after workers died or hung holding them; restart the server',
+    );
   }
 
   /** BatchObserver: batch metrics always; a batch span when any of its requests is traced. */

@@ -1,10 +1,13 @@
 // The main-thread side of the worker pool: a fixed-size piscina pool of ONNX workers that run batch descriptors.
-// A worker that throws, exits or outlives WORKER_TIMEOUT_MS fails only its own batch; piscina starts a new worker
-// in its place, and the slab's claim word (slab.ts) keeps the old one's hands off the slab.
+// A worker that exits, outlives WORKER_TIMEOUT_MS or fails in its own code (a fault, not a model error) fails only
+// its own batch and is replaced: piscina replaces a worker that exits or times out by itself; a worker that
+// reports a fault is terminated here (piscina would keep it), and piscina starts a new one in its place. The slab's
+// claim word (slab.ts) keeps the old worker's hands off the slab.
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import { RingQueue } from '../batching/queue';
-import { revokeSlab } from '../batching/slab';
+import type { ExecutorFault } from '../batching/batcher';
+import { CLAIM_RELEASE_WAIT_MS, revokeSlab } from '../batching/slab';
 import type { BatchDone, BatchTask, WorkerInit } from './protocol';
 
 export interface PoolOptions {
@@ -14,19 +17,30 @@ export interface PoolOptions {
   taskTimeoutMs: number;
   /** The worker entry; tests pass fault-injecting fixtures here. Defaults to the ONNX worker. */
   filename?: string;
+  /** How long a failed batch's slab waits for its worker to let go of it before it is set aside (slab.ts). */
+  claimReleaseWaitMs?: number;
 }
 
 export const ONNX_WORKER = path.join(__dirname, 'onnx-worker.js');
 
 /** The worker running a batch failed (threw, exited or timed out) and is being replaced. */
-export class WorkerFault extends Error {
+export class WorkerFault extends Error implements ExecutorFault {
   override readonly name = 'WorkerFault';
+  constructor(
+    message: string,
+    /** The worker still held the batch's slab when it was given up on: the slab must never be reused. */
+    readonly slabSetAside = false,
+  ) {
+    super(message);
+  }
 }
 
 export class WorkerPool {
   private readonly piscina: Piscina;
   private readonly claims: Int32Array;
   private lastTicket = 0;
+  /** Workers this pool is terminating after a fault; while any is, a batch lost to a worker's exit runs again. */
+  private terminating = 0;
   /** Batches a worker is running, and those queued in piscina behind them (with clocks not yet started). */
   private running = 0;
   private readonly waiting = new RingQueue<TaskTimeout>(16);
@@ -45,8 +59,24 @@ export class WorkerPool {
     this.piscina.on('error', () => {});
   }
 
-  /** Runs the batch in `slab`; rejects with WorkerFault, after which no worker touches the slab for it. */
+  /**
+   * Runs the batch in `slab`; rejects with WorkerFault, after which no worker touches the slab for it (or, with
+   * `slabSetAside`, nobody may: a worker died or hung holding it).
+   */
   async run(slab: number, rows: number): Promise<BatchDone> {
+    for (;;) {
+      const done = await this.runOnce(slab, rows);
+      // A batch handed to a worker that had just reported a fault: it was left untouched, so it runs again.
+      if (done.retired) continue;
+      if (done.fault !== undefined) {
+        void this.replace(done.threadId);
+        throw new WorkerFault(`worker failed (${done.fault}); it was replaced`);
+      }
+      return done;
+    }
+  }
+
+  private async runOnce(slab: number, rows: number): Promise<BatchDone> {
     this.lastTicket = this.lastTicket === 0x7fffffff ? 1 : this.lastTicket + 1;
     const ticket = this.lastTicket;
     Atomics.store(this.claims, slab, ticket);
@@ -58,11 +88,25 @@ export class WorkerPool {
     try {
       return await this.piscina.run(task, { signal: timeout.signal });
     } catch (error) {
-      return this.fault(slab, ticket, error, timeoutMs);
+      return await this.fault(slab, ticket, error, timeoutMs);
     } finally {
       timeout.clear();
       this.taskEnded();
     }
+  }
+
+  /**
+   * Terminates the worker on thread `threadId`; piscina starts another in its place (minThreads). piscina may have
+   * handed that worker its next batch already (it would answer `retired`); the exit fails that batch with "worker
+   * exited", and fault() runs it again. The count drops only after piscina's own exit handling and the promise
+   * callbacks it starts have run.
+   */
+  private async replace(threadId: number): Promise<void> {
+    const worker = this.piscina.threads.find((thread) => thread.threadId === threadId);
+    if (worker === undefined) return;
+    this.terminating++;
+    worker.once('exit', () => setImmediate(() => this.terminating--));
+    await worker.terminate();
   }
 
   // A batch's clock starts when a worker takes it, not when it is queued: piscina hands tasks to workers in
@@ -83,9 +127,12 @@ export class WorkerPool {
     else next.start();
   }
 
-  private fault(slab: number, ticket: number, error: unknown, timeoutMs: number): never {
-    revokeSlab(this.claims, slab, ticket);
-    throw new WorkerFault(describeFault(error, timeoutMs));
+  private async fault(slab: number, ticket: number, error: unknown, timeoutMs: number): Promise<BatchDone> {
+    const released = await revokeSlab(this.claims, slab, ticket, this.options.claimReleaseWaitMs ?? CLAIM_RELEASE_WAIT_MS);
+    if (released && this.terminating > 0 && isWorkerExit(error)) return RUN_AGAIN;
+    const message = describeFault(error, timeoutMs);
+    if (released) throw new WorkerFault(message);
+    throw new WorkerFault(`${message}; it died holding the batch's memory, which is set aside`, true);
   }
 
   async close(): Promise<void> {
@@ -108,6 +155,11 @@ class TaskTimeout {
     if (this.timer !== null) clearTimeout(this.timer);
   }
 }
+
+/** What a batch lost to a worker this pool terminated comes back as: the batch runs again. */
+const RUN_AGAIN: BatchDone = Object.freeze({ computeUs: 0, worker: -1, threadId: -1, retired: true });
+
+const isWorkerExit = (error: unknown) => error instanceof Error && /^worker exited/.test(error.message);
 
 function describeFault(error: unknown, timeoutMs: number): string {
   if (error instanceof Error && error.name === 'AbortError') {

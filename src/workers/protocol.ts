@@ -10,6 +10,8 @@ export interface WorkerInit {
   outputName: string;
   /** The model input's non-batch dimensions; their product is layout.inputWidth. */
   inputDims: number[];
+  /** The served output's non-batch dimensions; every batch's output must be [rows, ...outputDims]. */
+  outputDims: number[];
   layout: SlabLayout;
   slabs: SharedArrayBuffer[];
   /** One Int32 claim word per slab (see slab.ts). */
@@ -32,8 +34,20 @@ export interface BatchTask {
 export interface BatchDone {
   computeUs: number;
   worker: number;
-  /** Set when the model failed on this batch (the worker itself is fine); no outputs were written. */
+  /** The worker's thread, so that the pool can replace this very worker. */
+  threadId: number;
+  /**
+   * Set when the model failed on this batch, or answered it with the wrong shape (the worker itself is fine and
+   * keeps serving); no outputs were written.
+   */
   error?: string;
   /** Set when the batch was given up on before the worker finished: it left the slab alone. */
   revoked?: boolean;
+  /**
+   * Set when the worker's own code failed unexpectedly on this batch: no outputs were written, and the worker takes
+   * no more batches (it answers `retired` to any it is given) until the pool replaces it.
+   */
+  fault?: string;
+  /** Set when a worker that reported a fault was given another batch: it left the batch untouched; run it again. */
+  retired?: boolean;
 }

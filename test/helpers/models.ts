@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { encodeModel, mlpGraph, type MlpSpec } from '../../scripts/onnx-writer';
+import { encodeModel, mlpGraph, type GraphSpec, type MlpSpec } from '../../scripts/onnx-writer';
 
 export { DEFAULT_MODEL } from '../../scripts/make-models';
 export { DEFAULT_MODEL_PATH } from '../../src/main/config';
@@ -49,3 +49,80 @@ export function featuresFor(request: number, rows: number, width: number): numbe
   }
   return values;
 }
+
+/** Writes any graph (the project's ONNX writer) into the temporary model folder; returns its path. */
+export function writeGraph(graph: GraphSpec): string {
+  dir ??= mkdtempSync(path.join(tmpdir(), 'tickserve-models-'));
+  const file = path.join(dir, `${graph.name}.onnx`);
+  writeFileSync(file, encodeModel(graph));
+  return file;
+}
+
+const ONE = { name: 'one', dims: [], values: Float32Array.of(1) };
+
+/**
+ * Small float32 models with the shapes that other people's exports have, for the model-contract checks. `x + 1`
+ * is the usual body, so that answers can be checked by eye.
+ */
+export const SHAPED_MODELS = {
+  /** The output stacks x and x+1 along the batch axis: [2N, 4] for [N, 4]. Refused: 2 output rows per input row. */
+  concatRows: (): GraphSpec => ({
+    name: 'concat-rows',
+    inputs: [{ name: 'x', shape: ['batch', 4] }],
+    outputs: [{ name: 'y', shape: ['rows', 4] }],
+    nodes: [
+      { op: 'Add', inputs: ['x', 'one'], outputs: ['x1'] },
+      { op: 'Concat', inputs: ['x', 'x1'], outputs: ['y'], attributes: { axis: 0 } },
+    ],
+    initializers: [ONE],
+  }),
+  /** Flattens the whole batch into one row: [1, 4N] for [N, 4]. Right for one row, wrong for any batch. */
+  flattenBatch: (): GraphSpec => ({
+    name: 'flatten-batch',
+    inputs: [{ name: 'x', shape: ['batch', 4] }],
+    outputs: [{ name: 'y', shape: [1, 'values'] }],
+    nodes: [
+      { op: 'Add', inputs: ['x', 'one'], outputs: ['x1'] },
+      { op: 'Flatten', inputs: ['x1'], outputs: ['y'], attributes: { axis: 0 } },
+    ],
+    initializers: [ONE],
+  }),
+  /** A fixed batch dimension (`[batch, 4]` with batch a number), as PyTorch exports without dynamic axes. */
+  fixedBatch: (batch: number): GraphSpec => ({
+    name: `fixed-batch-${batch}`,
+    inputs: [{ name: 'x', shape: [batch, 4] }],
+    outputs: [{ name: 'y', shape: [batch, 4] }],
+    nodes: [{ op: 'Add', inputs: ['x', 'one'], outputs: ['y'] }],
+    initializers: [ONE],
+  }),
+  /** One row in, a declared [3, 4] out. Refused: the output's first dimension is fixed and not 1. */
+  fixedOutputRows: (): GraphSpec => ({
+    name: 'fixed-output-rows',
+    inputs: [{ name: 'x', shape: [1, 4] }],
+    outputs: [{ name: 'y', shape: [3, 4] }],
+    nodes: [{ op: 'Concat', inputs: ['x', 'x', 'x'], outputs: ['y'], attributes: { axis: 0 } }],
+    initializers: [],
+  }),
+  /** Two outputs: "same" (x) and "plus_one" (x + 1). */
+  twoOutputs: (): GraphSpec => ({
+    name: 'two-outputs',
+    inputs: [{ name: 'x', shape: ['batch', 4] }],
+    outputs: [
+      { name: 'same', shape: ['batch', 4] },
+      { name: 'plus_one', shape: ['batch', 4] },
+    ],
+    nodes: [
+      { op: 'Identity', inputs: ['x'], outputs: ['same'] },
+      { op: 'Add', inputs: ['x', 'one'], outputs: ['plus_one'] },
+    ],
+    initializers: [ONE],
+  }),
+  /** x + 1 over rows of `width` floats. */
+  wide: (width: number): GraphSpec => ({
+    name: `wide-${width}`,
+    inputs: [{ name: 'x', shape: ['batch', width] }],
+    outputs: [{ name: 'y', shape: ['batch', width] }],
+    nodes: [{ op: 'Add', inputs: ['x', 'one'], outputs: ['y'] }],
+    initializers: [ONE],
+  }),
+};
