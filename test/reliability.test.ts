@@ -117,10 +117,18 @@ describe('deadlines and cancellation', () => {
       call.write(normal(i));
       await new Promise((resolve) => setTimeout(resolve, 100)); // 400 ms in all, past the 150 ms timeout
     }
+    // Then one message that must wait behind two slow batches (300 ms) in the queue: past its own 150 ms.
+    const slow = await occupyWorkers();
+    const sent = performance.now();
+    call.write(normal(4));
+    await until(() => replies.length === 5, 'the queued message is answered');
+    const waited = performance.now() - sent;
     call.end();
     await new Promise((resolve) => call.on('end', resolve));
-    assert.equal(replies.length, 4);
-    for (const reply of replies) assert.equal(reply.error, null, reply.error?.message);
+    for (const reply of replies.slice(0, 4)) assert.equal(reply.error, null, reply.error?.message);
+    assert.equal(replies[4].error?.code, grpc.status.DEADLINE_EXCEEDED, 'a stream message outlived REQUEST_TIMEOUT_MS in the queue');
+    assert.ok(waited >= 140 && waited < SLOW_MS, `answered after ${waited.toFixed(0)} ms`);
+    await Promise.all(slow);
   });
 
   it('a cancelled call leaves the queue at once', async () => {
@@ -202,6 +210,64 @@ describe('graceful drain', () => {
       health.close();
       server.client.close();
       await server.server.close();
+    }
+  });
+});
+
+describe('several workers', () => {
+  it('a stream\'s answers keep their order when its batches finish out of order on different workers', async () => {
+    const server = await startServer({ MAX_BATCH_SIZE: '1', WORKERS: '2' }, { workerFilename: FAULT_WORKER });
+    try {
+      const requests = [faulty(FAULT.SLOW, 0), ...Array.from({ length: 6 }, (_, i) => normal(10 + i))];
+      const replies = await streamAll(server.client, requests);
+      assert.equal(replies.length, requests.length);
+      for (const reply of replies) assert.equal(reply.error, null, reply.error?.message);
+      // The slow first message finished last, so order was restored, not merely kept.
+      assert.ok(replies[0].latency_ms >= SLOW_MS - 10, `the slow message took ${replies[0].latency_ms} ms`);
+      assert.ok(replies.slice(1).every((r) => r.latency_ms < replies[0].latency_ms), 'the fast messages did not finish first');
+      const expected = await referenceOutputs(
+        DEFAULT_MODEL_PATH,
+        Float32Array.from(requests.slice(1).flatMap((r) => r.features)),
+        requests.length - 1,
+      );
+      replies.slice(1).forEach((reply, i) => assertClose(reply.predictions, expected.subarray(i * 5, i * 5 + 5), `message ${i + 1}`));
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('shutdown at the edges', () => {
+  it('close() twice: the same drain, both resolve', async () => {
+    const server = await startServer();
+    const first = server.server.close(1000);
+    const second = server.server.close(1000);
+    assert.equal(first, second);
+    await Promise.all([first, second]);
+    server.client.close();
+  });
+
+  it('the grace period runs out with requests still queued: every one of them is answered, and close() resolves', async () => {
+    const server = await startServer({ MAX_BATCH_SIZE: '1', WORKER_TIMEOUT_MS: '0' }, { workerFilename: FAULT_WORKER });
+    try {
+      // Both slabs hang for good; three more calls wait in the queue behind them.
+      const hung = [predict(server.client, faulty(FAULT.HANG, 1)), predict(server.client, faulty(FAULT.HANG, 2))];
+      await until(() => server.server.batcher.inFlightBatches === 2, 'both slabs hang');
+      const queued = [3, 4, 5].map((i) => predict(server.client, normal(i)));
+      await until(() => server.server.batcher.queuedRowCount === 3, 'three calls are queued');
+      const settled = Promise.allSettled([...hung, ...queued]);
+      const started = performance.now();
+      await server.server.close(200);
+      assert.ok(performance.now() - started < 5000, 'close() waited far past the grace period');
+      const outcomes = await settled;
+      for (const [i, outcome] of outcomes.entries()) {
+        assert.equal(outcome.status, 'rejected', `call ${i} was answered OK by a server cut off`);
+        if (outcome.status === 'rejected') {
+          assert.ok([grpc.status.UNAVAILABLE, grpc.status.CANCELLED].includes((outcome.reason as grpc.ServiceError).code), String(outcome.reason));
+        }
+      }
+    } finally {
+      server.client.close();
     }
   });
 });

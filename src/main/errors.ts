@@ -19,8 +19,12 @@ export const unavailable = (message: string) => new ServingError(status.UNAVAILA
 export const deadlineExceeded = (message: string) => new ServingError(status.DEADLINE_EXCEEDED, message);
 export const internal = (message: string) => new ServingError(status.INTERNAL, message);
 
-/** A ServingError as it is; anything unexpected as UNKNOWN with a generic message (the cause is logged, not sent). */
-export function toServingError(error: unknown): ServingError {
+/**
+ * A ServingError as it is; anything unexpected as UNKNOWN with a generic message. The cause is not sent to the
+ * caller (it may carry internals), so it is handed to `logCause`, which every caller must supply.
+ */
+export function toServingError(error: unknown, logCause: (cause: unknown) => void): ServingError {
   if (error instanceof ServingError) return error;
+  logCause(error);
   return new ServingError(status.UNKNOWN, 'unexpected server error');
 }

@@ -57,6 +57,11 @@ const metadataGetter: TextMapGetter<grpc.Metadata> = {
 const SPAN_CONTEXT = Symbol('tickserve.spanContext');
 type TracedMetadata = grpc.Metadata & { [SPAN_CONTEXT]?: SpanContext };
 
+/** Files a call's span context under its request metadata, where spanContextOf() finds it. */
+export function fileSpanContext(metadata: grpc.Metadata, spanContext: SpanContext): void {
+  (metadata as TracedMetadata)[SPAN_CONTEXT] = spanContext;
+}
+
 /** `network.peer.*` attributes by grpc-js peer string ("host:port"); a connection's calls share one entry. */
 const peerAttributes = new Map<string, Attributes>();
 const PEER_CACHE_LIMIT = 4096;
@@ -248,7 +253,7 @@ export class Telemetry implements BatchObserver {
               span.setAttributes(attributes);
               span.setAttributes(peerAttributesOf(call.getPeer()));
             }
-            (metadata as TracedMetadata)[SPAN_CONTEXT] = span.spanContext();
+            fileSpanContext(metadata, span.spanContext());
             nextMetadata(metadata);
           },
         });
@@ -268,6 +273,12 @@ export class Telemetry implements BatchObserver {
       },
     });
   };
+
+  /** An unexpected error inside a call (a bug): its message and stack, with the call's trace ids. */
+  logUnexpected(method: string, cause: unknown, spanContext: SpanContext | undefined): void {
+    const ids = spanContext ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
+    this.logger.error({ ...ids, method: `${MODEL_SERVICE}/${method}`, err: cause }, 'unexpected server error');
+  }
 
   private logFailure(method: string, code: grpc.status, details: string, spanContext: SpanContext | undefined): void {
     const ids = spanContext ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};

@@ -54,7 +54,7 @@ class UnaryRequest implements BatchRequest {
 export function predictHandler(context: HandlerContext) {
   const { batcher, model, telemetry } = context;
   const refuse = (error: unknown, callback: sendUnaryData<Buffer>, receivedAt: number, spanContext: SpanContext | undefined) => {
-    const failure = toServingError(error);
+    const failure = toServingError(error, (cause) => telemetry.logUnexpected(METHOD, cause, spanContext));
     callback({ code: failure.code, details: failure.message });
     telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, spanContext, 1);
   };

@@ -131,7 +131,7 @@ class StreamSession {
     } catch (error) {
       slot = new StreamSlot(this, NO_BYTES, 0, Infinity, receivedAt, null);
       this.slots.push(slot);
-      slot.fail(toServingError(error));
+      slot.fail(toServingError(error, (cause) => this.context.telemetry.logUnexpected(METHOD, cause, this.spanContext)));
     }
     this.updateFlow();
   };
