@@ -2,9 +2,10 @@
 // Requests of any RPC come in through enqueue(); the policy (policy.ts) decides when a batch goes; the batch is
 // assembled into a free slab and handed to the executor (the worker pool); each request then gets exactly one of
 // complete() or fail(), unless it was cancelled, in which case nobody is listening and it is dropped silently.
+// Time is read and waited for only through the injected BatcherClock (clock.ts).
 import type { SpanContext } from '@opentelemetry/api';
-import { performance } from 'node:perf_hooks';
 import { deadlineExceeded, internal, unavailable, type ServingError } from '../main/errors';
+import { systemClock, type BatcherClock, type TimerHandle } from './clock';
 import { decide, type BatchPolicy } from './policy';
 import { RingQueue } from './queue';
 import { slabViews, type SlabLayout, type SlabViews } from './slab';
@@ -17,9 +18,9 @@ export interface BatchRequest {
   /** rows x inputWidth little-endian float32s. */
   readonly featureBytes: Buffer;
   readonly rows: number;
-  /** performance.now() by which the answer is useless; Infinity for none. */
+  /** The batcher's clock (performance.now() in the server) by which the answer is useless; Infinity for none. */
   readonly deadline: number;
-  /** performance.now() at enqueue; written by the batcher. */
+  /** The batcher's clock at enqueue; written by the batcher. */
   enqueuedAt: number;
   /** Written by the batcher: true from enqueue until the request is taken into a batch or dropped. */
   queued: boolean;
@@ -29,7 +30,7 @@ export interface BatchRequest {
   readonly spanContext: SpanContext | undefined;
   /**
    * The answer is bytes `start` to `end` of `output`, a slab that is reused as soon as complete() returns: copy
-   * what you keep. `finishedAt` is performance.now() when the batch's results arrived.
+   * what you keep. `finishedAt` is the batcher's clock when the batch's results arrived.
    */
   complete(output: Buffer, start: number, end: number, batch: BatchFigures): void;
   fail(error: ServingError): void;
@@ -82,6 +83,8 @@ export interface BatcherOptions extends BatchPolicy {
   slabs: readonly SharedArrayBuffer[];
   executor: BatchExecutor;
   observer?: BatchObserver;
+  /** Where time is read and waited for; systemClock (performance.now(), Node's timers) by default. */
+  clock?: BatcherClock;
 }
 
 /** Sub-millisecond waits are polled once per event-loop turn: setTimeout cannot wait less than 1 ms. */
@@ -107,8 +110,11 @@ export class Batcher {
   private readonly freeSlabs: number[];
   /** The requests riding in each slab while it is in flight; reused arrays, indexed by slab. */
   private readonly members: BatchRequest[][];
+  private readonly clock: BatcherClock;
   private pumpQueued = false;
-  private timer: NodeJS.Timeout | null = null;
+  /** The one wake-up timer; meaningful only while timerDue is finite. */
+  private timer: TimerHandle = null;
+  /** When the timer fires; Infinity while none is set. */
   private timerDue = Infinity;
   private drainWaiters: Array<() => void> = [];
   /** Slabs a failed worker may still hold (ExecutorFault.slabSetAside): out of the free list for good. */
@@ -116,6 +122,7 @@ export class Batcher {
   private roomWaiters: Array<() => void> = [];
 
   constructor(private readonly options: BatcherOptions) {
+    this.clock = options.clock ?? systemClock;
     this.views = options.slabs.map((slab) => slabViews(slab, options.layout));
     this.freeSlabs = options.slabs.map((_, i) => i).reverse();
     this.members = options.slabs.map(() => []);
@@ -147,7 +154,7 @@ export class Batcher {
   /** Takes ownership of `request`; false (and no ownership) when the queue has no room for its rows. */
   enqueue(request: BatchRequest): boolean {
     if (!this.hasRoomFor(request.rows)) return false;
-    request.enqueuedAt = performance.now();
+    request.enqueuedAt = this.clock.now();
     request.queued = true;
     this.queue.push(request);
     this.queuedRows += request.rows;
@@ -194,7 +201,7 @@ export class Batcher {
     // joins the same decision.
     if (this.pumpQueued) return;
     this.pumpQueued = true;
-    setImmediate(this.onPump);
+    this.clock.setImmediate(this.onPump);
   }
 
   private readonly onPump = (): void => {
@@ -210,7 +217,7 @@ export class Batcher {
 
   private pump(): void {
     for (;;) {
-      const now = performance.now();
+      const now = this.clock.now();
       const oldest = this.dropExpiredHead(now);
       if (oldest === undefined) break;
       // Wake for the oldest request's deadline too, so that it is answered when it expires even while every
@@ -250,10 +257,10 @@ export class Batcher {
       return;
     }
     const due = now + waitUs / 1000;
-    if (this.timer !== null && this.timerDue <= due) return;
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timerDue <= due) return;
+    if (this.timerDue !== Infinity) this.clock.clearTimer(this.timer);
     this.timerDue = due;
-    this.timer = setTimeout(this.onTimer, Math.floor(waitUs / 1000));
+    this.timer = this.clock.setTimer(this.onTimer, Math.floor(waitUs / 1000));
   }
 
   /** Removes cancelled and expired requests from the head of the queue; returns the first live one. */
@@ -327,7 +334,7 @@ export class Batcher {
     const batch: BatchFigures = {
       rows: batchRows,
       computeUs: result.computeUs,
-      finishedAt: performance.now(),
+      finishedAt: this.clock.now(),
       dispatchedAt,
       worker: result.worker,
     };
@@ -345,7 +352,7 @@ export class Batcher {
   private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError, setAside = false): void {
     const members = this.members[slab];
     for (const request of members) if (!request.cancelled) request.fail(failure);
-    const batch = { rows: batchRows, computeUs: 0, finishedAt: performance.now(), dispatchedAt, worker: -1 };
+    const batch = { rows: batchRows, computeUs: 0, finishedAt: this.clock.now(), dispatchedAt, worker: -1 };
     this.options.observer?.onBatch(members, batch, failure.message);
     this.release(slab, setAside);
   }
