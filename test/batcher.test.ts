@@ -368,6 +368,34 @@ describe('batcher', () => {
     assert.equal(drain.drained, true);
   });
 
+  it('answers a request that expires behind requests with later deadlines at its deadline while every slab is busy, and never computes it', async () => {
+    const { batcher, executor, clock, request } = setup({ slabs: 2 });
+    executor.hold();
+    batcher.enqueue(request([[0, 0, 0]]));
+    await clock.advance(0);
+    batcher.enqueue(request([[0, 0, 0]]));
+    await clock.advance(0);
+    assert.equal(batcher.inFlightBatches, 2);
+    const first = request([[1, 0, 0]], 50);
+    const early = request([[9, 9, 9]], 10);
+    const last = request([[3, 0, 0]], 50);
+    for (const r of [first, early, last]) batcher.enqueue(r);
+    await clock.advance(9.5);
+    assert.equal(early.answers, 0, 'answered before its deadline');
+    await clock.advance(0.5);
+    assert.equal(early.error?.code, DEADLINE_EXCEEDED);
+    assert.equal(early.answeredAt, 10);
+    assert.equal(batcher.queuedRowCount, 2);
+    assert.equal(first.answers + last.answers, 0);
+    await clock.advance(10);
+    executor.release();
+    await clock.advance(0);
+    assert.deepEqual(executor.batches, [1, 1, 2], 'the expired request was computed');
+    assert.deepEqual(first.outputs, [1, 2]);
+    assert.deepEqual(last.outputs, [3, 6]);
+    assert.equal(early.answers, 1);
+  });
+
   it('never reuses a slab a failed worker may still hold, and refuses queued work once every slab is set aside', async () => {
     const setAside: Array<[number, number]> = [];
     const observer: BatchObserver = {

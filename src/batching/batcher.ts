@@ -116,6 +116,14 @@ export class Batcher {
   private timer: TimerHandle = null;
   /** When the timer fires; Infinity while none is set. */
   private timerDue = Infinity;
+  // The queue is FIFO, and deadlines mostly arrive in order (one REQUEST_TIMEOUT_MS for all), so the head, the
+  // oldest request, usually expires first. A request whose deadline is earlier than that of one queued ahead of it
+  // (a client's shorter deadline) "overtakes": it may expire behind the head, and must still be answered then, even
+  // while every slab is busy. Two running figures find those without scanning the queue on each pump:
+  /** At least the latest deadline of any queued request (it may belong to one that has left since). */
+  private latestQueuedDeadline = -Infinity;
+  /** At most the earliest deadline of a queued request that overtakes (it may belong to one that has left). */
+  private overtakerDeadline = Infinity;
   private drainWaiters: Array<() => void> = [];
   /** Slabs a failed worker may still hold (ExecutorFault.slabSetAside): out of the free list for good. */
   private setAside = 0;
@@ -156,6 +164,8 @@ export class Batcher {
     if (!this.hasRoomFor(request.rows)) return false;
     request.enqueuedAt = this.clock.now();
     request.queued = true;
+    if (request.deadline >= this.latestQueuedDeadline) this.latestQueuedDeadline = request.deadline;
+    else if (request.deadline < this.overtakerDeadline) this.overtakerDeadline = request.deadline;
     this.queue.push(request);
     this.queuedRows += request.rows;
     this.schedulePump();
@@ -218,12 +228,17 @@ export class Batcher {
   private pump(): void {
     for (;;) {
       const now = this.clock.now();
+      if (this.overtakerDeadline <= now) this.expireQueued(now);
       const oldest = this.dropExpiredHead(now);
-      if (oldest === undefined) break;
-      // Wake for the oldest request's deadline too, so that it is answered when it expires even while every
-      // worker is busy. (Calls with a client deadline leave by cancellation anyway; this serves
-      // REQUEST_TIMEOUT_MS, which is the same for all, so the oldest request expires first.)
-      const untilDeadlineUs = (oldest.deadline - now) * 1000;
+      if (oldest === undefined) {
+        // Nothing is queued: no deadline is ahead of the next request.
+        this.latestQueuedDeadline = -Infinity;
+        this.overtakerDeadline = Infinity;
+        break;
+      }
+      // Wake for the earliest deadline too, so that a request is answered when it expires even while every worker
+      // is busy: the oldest request's, or an overtaker's when that may come first.
+      const untilDeadlineUs = (Math.min(oldest.deadline, this.overtakerDeadline) - now) * 1000;
       if (this.setAside === this.options.slabs.length) {
         this.failQueued(unavailable('no batch memory left: workers died holding every slab; the server must be restarted'));
         break;
@@ -261,6 +276,25 @@ export class Batcher {
     if (this.timerDue !== Infinity) this.clock.clearTimer(this.timer);
     this.timerDue = due;
     this.timer = this.clock.setTimer(this.onTimer, Math.floor(waitUs / 1000));
+  }
+
+  /**
+   * Fails every queued request whose deadline has passed, wherever it is in the queue (their places are skipped
+   * later, as cancelled ones' are), and works out the two deadline figures afresh from the requests left.
+   */
+  private expireQueued(now: number): void {
+    let latest = -Infinity;
+    let overtaker = Infinity;
+    // By index, re-reading the length: a fail() may enqueue (a stream's held message), which only appends.
+    for (let i = 0; i < this.queue.length; i++) {
+      const request = this.queue.at(i)!;
+      if (!request.queued) continue;
+      if (request.deadline <= now) this.drop(request);
+      else if (request.deadline >= latest) latest = request.deadline;
+      else if (request.deadline < overtaker) overtaker = request.deadline;
+    }
+    this.latestQueuedDeadline = latest;
+    this.overtakerDeadline = overtaker;
   }
 
   /** Removes cancelled and expired requests from the head of the queue; returns the first live one. */
