@@ -2,9 +2,10 @@
 // Requests of any RPC come in through enqueue(); the policy (policy.ts) decides when a batch goes; the batch is
 // assembled into a free slab and handed to the executor (the worker pool); each request then gets exactly one of
 // complete() or fail(), unless it was cancelled, in which case nobody is listening and it is dropped silently.
+// Time is read and waited for only through the injected BatcherClock (clock.ts).
 import type { SpanContext } from '@opentelemetry/api';
-import { performance } from 'node:perf_hooks';
 import { deadlineExceeded, internal, unavailable, type ServingError } from '../main/errors';
+import { systemClock, type BatcherClock, type TimerHandle } from './clock';
 import { decide, type BatchPolicy } from './policy';
 import { RingQueue } from './queue';
 import { slabViews, type SlabLayout, type SlabViews } from './slab';
@@ -17,9 +18,9 @@ export interface BatchRequest {
   /** rows x inputWidth little-endian float32s. */
   readonly featureBytes: Buffer;
   readonly rows: number;
-  /** performance.now() by which the answer is useless; Infinity for none. */
+  /** The batcher's clock (performance.now() in the server) by which the answer is useless; Infinity for none. */
   readonly deadline: number;
-  /** performance.now() at enqueue; written by the batcher. */
+  /** The batcher's clock at enqueue; written by the batcher. */
   enqueuedAt: number;
   /** Written by the batcher: true from enqueue until the request is taken into a batch or dropped. */
   queued: boolean;
@@ -29,7 +30,7 @@ export interface BatchRequest {
   readonly spanContext: SpanContext | undefined;
   /**
    * The answer is bytes `start` to `end` of `output`, a slab that is reused as soon as complete() returns: copy
-   * what you keep. `finishedAt` is performance.now() when the batch's results arrived.
+   * what you keep. `finishedAt` is the batcher's clock when the batch's results arrived.
    */
   complete(output: Buffer, start: number, end: number, batch: BatchFigures): void;
   fail(error: ServingError): void;
@@ -82,6 +83,8 @@ export interface BatcherOptions extends BatchPolicy {
   slabs: readonly SharedArrayBuffer[];
   executor: BatchExecutor;
   observer?: BatchObserver;
+  /** Where time is read and waited for; systemClock (performance.now(), Node's timers) by default. */
+  clock?: BatcherClock;
 }
 
 /** Sub-millisecond waits are polled once per event-loop turn: setTimeout cannot wait less than 1 ms. */
@@ -107,15 +110,27 @@ export class Batcher {
   private readonly freeSlabs: number[];
   /** The requests riding in each slab while it is in flight; reused arrays, indexed by slab. */
   private readonly members: BatchRequest[][];
+  private readonly clock: BatcherClock;
   private pumpQueued = false;
-  private timer: NodeJS.Timeout | null = null;
+  /** The one wake-up timer; meaningful only while timerDue is finite. */
+  private timer: TimerHandle = null;
+  /** When the timer fires; Infinity while none is set. */
   private timerDue = Infinity;
+  // The queue is FIFO, and deadlines mostly arrive in order (one REQUEST_TIMEOUT_MS for all), so the head, the
+  // oldest request, usually expires first. A request whose deadline is earlier than that of one queued ahead of it
+  // (a client's shorter deadline) "overtakes": it may expire behind the head, and must still be answered then, even
+  // while every slab is busy. Two running figures find those without scanning the queue on each pump:
+  /** At least the latest deadline of any queued request (it may belong to one that has left since). */
+  private latestQueuedDeadline = -Infinity;
+  /** At most the earliest deadline of a queued request that overtakes (it may belong to one that has left). */
+  private overtakerDeadline = Infinity;
   private drainWaiters: Array<() => void> = [];
   /** Slabs a failed worker may still hold (ExecutorFault.slabSetAside): out of the free list for good. */
   private setAside = 0;
   private roomWaiters: Array<() => void> = [];
 
   constructor(private readonly options: BatcherOptions) {
+    this.clock = options.clock ?? systemClock;
     this.views = options.slabs.map((slab) => slabViews(slab, options.layout));
     this.freeSlabs = options.slabs.map((_, i) => i).reverse();
     this.members = options.slabs.map(() => []);
@@ -147,8 +162,10 @@ export class Batcher {
   /** Takes ownership of `request`; false (and no ownership) when the queue has no room for its rows. */
   enqueue(request: BatchRequest): boolean {
     if (!this.hasRoomFor(request.rows)) return false;
-    request.enqueuedAt = performance.now();
+    request.enqueuedAt = this.clock.now();
     request.queued = true;
+    if (request.deadline >= this.latestQueuedDeadline) this.latestQueuedDeadline = request.deadline;
+    else if (request.deadline < this.overtakerDeadline) this.overtakerDeadline = request.deadline;
     this.queue.push(request);
     this.queuedRows += request.rows;
     this.schedulePump();
@@ -194,7 +211,7 @@ export class Batcher {
     // joins the same decision.
     if (this.pumpQueued) return;
     this.pumpQueued = true;
-    setImmediate(this.onPump);
+    this.clock.setImmediate(this.onPump);
   }
 
   private readonly onPump = (): void => {
@@ -210,13 +227,18 @@ export class Batcher {
 
   private pump(): void {
     for (;;) {
-      const now = performance.now();
+      const now = this.clock.now();
+      if (this.overtakerDeadline <= now) this.expireQueued(now);
       const oldest = this.dropExpiredHead(now);
-      if (oldest === undefined) break;
-      // Wake for the oldest request's deadline too, so that it is answered when it expires even while every
-      // worker is busy. (Calls with a client deadline leave by cancellation anyway; this serves
-      // REQUEST_TIMEOUT_MS, which is the same for all, so the oldest request expires first.)
-      const untilDeadlineUs = (oldest.deadline - now) * 1000;
+      if (oldest === undefined) {
+        // Nothing is queued: no deadline is ahead of the next request.
+        this.latestQueuedDeadline = -Infinity;
+        this.overtakerDeadline = Infinity;
+        break;
+      }
+      // Wake for the earliest deadline too, so that a request is answered when it expires even while every worker
+      // is busy: the oldest request's, or an overtaker's when that may come first.
+      const untilDeadlineUs = (Math.min(oldest.deadline, this.overtakerDeadline) - now) * 1000;
       if (this.setAside === this.options.slabs.length) {
         this.failQueued(unavailable('no batch memory left: workers died holding every slab; the server must be restarted'));
         break;
@@ -250,10 +272,29 @@ export class Batcher {
       return;
     }
     const due = now + waitUs / 1000;
-    if (this.timer !== null && this.timerDue <= due) return;
-    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.timerDue <= due) return;
+    if (this.timerDue !== Infinity) this.clock.clearTimer(this.timer);
     this.timerDue = due;
-    this.timer = setTimeout(this.onTimer, Math.floor(waitUs / 1000));
+    this.timer = this.clock.setTimer(this.onTimer, Math.floor(waitUs / 1000));
+  }
+
+  /**
+   * Fails every queued request whose deadline has passed, wherever it is in the queue (their places are skipped
+   * later, as cancelled ones' are), and works out the two deadline figures afresh from the requests left.
+   */
+  private expireQueued(now: number): void {
+    let latest = -Infinity;
+    let overtaker = Infinity;
+    // By index, re-reading the length: a fail() may enqueue (a stream's held message), which only appends.
+    for (let i = 0; i < this.queue.length; i++) {
+      const request = this.queue.at(i)!;
+      if (!request.queued) continue;
+      if (request.deadline <= now) this.drop(request);
+      else if (request.deadline >= latest) latest = request.deadline;
+      else if (request.deadline < overtaker) overtaker = request.deadline;
+    }
+    this.latestQueuedDeadline = latest;
+    this.overtakerDeadline = overtaker;
   }
 
   /** Removes cancelled and expired requests from the head of the queue; returns the first live one. */
@@ -327,7 +368,7 @@ export class Batcher {
     const batch: BatchFigures = {
       rows: batchRows,
       computeUs: result.computeUs,
-      finishedAt: performance.now(),
+      finishedAt: this.clock.now(),
       dispatchedAt,
       worker: result.worker,
     };
@@ -345,7 +386,7 @@ export class Batcher {
   private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError, setAside = false): void {
     const members = this.members[slab];
     for (const request of members) if (!request.cancelled) request.fail(failure);
-    const batch = { rows: batchRows, computeUs: 0, finishedAt: performance.now(), dispatchedAt, worker: -1 };
+    const batch = { rows: batchRows, computeUs: 0, finishedAt: this.clock.now(), dispatchedAt, worker: -1 };
     this.options.observer?.onBatch(members, batch, failure.message);
     this.release(slab, setAside);
   }

@@ -23,6 +23,11 @@ export class RingQueue<T> {
     return this.count === 0 ? undefined : this.items[this.head];
   }
 
+  /** The item `index` places behind the head (0: the head); undefined beyond the tail. */
+  at(index: number): T | undefined {
+    return index < this.count ? this.items[(this.head + index) % this.items.length] : undefined;
+  }
+
   shift(): T | undefined {
     if (this.count === 0) return undefined;
     const item = this.items[this.head];
