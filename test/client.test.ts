@@ -6,17 +6,26 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
-import { TickClient } from '../src/client';
+import { StreamEndedEarlyError, TickClient, type PredictInput, type Prediction } from '../src/client';
 import { PROTO_PATH } from '../src/main/server';
 import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs } from './helpers/models';
 import { assertClose, startServer, type TestServer } from './helpers/server';
 
 const CLI = path.join(__dirname, '..', 'src', 'client', 'cli.js');
 const run = promisify(execFile);
+
+/** `promise`, or a rejection naming `what` if it has not settled within `ms`: a hang fails the test, not the run. */
+function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 describe('pooled client over three servers', () => {
   const servers: TestServer[] = [];
@@ -68,6 +77,7 @@ describe('client calls', () => {
       assert.equal(answer.modelVersion, '1');
       assert.ok(answer.batchRows >= 2);
       assert.equal(answer.error, null);
+      assert.ok(answer.roundTripMs >= answer.latencyMs, `round trip ${answer.roundTripMs} ms < the server's ${answer.latencyMs} ms`);
       assert.equal(await client.healthCheck('inference.ModelService'), 'SERVING');
     } finally {
       client.close();
@@ -97,6 +107,8 @@ describe('client calls', () => {
       answers.forEach((a, i) => {
         if (i === 1000) assert.equal(a.error?.code, grpc.status.INVALID_ARGUMENT);
         else assertClose(a.predictions, expected.subarray(i * 5, i * 5 + 5), `answer ${i}`);
+        // Measured from this input's write: it contains the server's time for it, whatever the inputs before it.
+        assert.ok(a.roundTripMs >= a.latencyMs, `answer ${i}: round trip ${a.roundTripMs} ms < the server's ${a.latencyMs} ms`);
       });
     } finally {
       client.close();
@@ -163,6 +175,57 @@ describe('client calls', () => {
     } finally {
       session.close();
     }
+  });
+});
+
+describe('a server that drains mid-stream', () => {
+  let server: TestServer;
+  let client: TickClient;
+  beforeEach(async () => {
+    server = await startServer();
+    client = new TickClient({ target: server.address });
+  });
+  afterEach(async () => {
+    client.close();
+    await server.close();
+  });
+
+  /** Streams `inputs` and drains the server once `closeAfter` answers are in: every answer, and what was thrown. */
+  async function drainMidStream(inputs: Iterable<PredictInput> | AsyncIterable<PredictInput>, closeAfter: number) {
+    const answers: Prediction[] = [];
+    let closing: Promise<void> | undefined;
+    const consume = async () => {
+      for await (const answer of client.stream(inputs)) {
+        answers.push(answer);
+        if (answers.length === closeAfter) closing = server.server.close(2000);
+      }
+    };
+    const thrown = await within(5000, consume().then(() => null, (error: unknown) => error), 'the stream did not end after the drain');
+    await closing;
+    assert.ok(thrown instanceof StreamEndedEarlyError, `the stream ended with ${String(thrown)}`);
+    assert.equal(thrown.code, grpc.status.OK);
+    assert.equal(thrown.answered, answers.length);
+    for (const answer of answers) assert.equal(answer.predictions.length, 5);
+    return { answers, thrown };
+  }
+
+  it('stream: ends with the server status after every answer while its inputs are still being written', async () => {
+    function* endless() {
+      for (let i = 0; ; i++) yield { features: featuresFor(i, 1, 17) };
+    }
+    const { answers, thrown } = await drainMidStream(endless(), 100);
+    assert.ok(answers.length >= 100);
+    assert.ok(thrown.inputsLeft);
+    assert.ok(thrown.sent >= thrown.answered, `${thrown.sent} sent, ${thrown.answered} answered`);
+  });
+
+  it('stream: ends when the server drains while its source waits for the next input', async () => {
+    async function* stalls() {
+      for (let i = 0; i < 50; i++) yield { features: featuresFor(i, 1, 17) };
+      await new Promise(() => {}); // a feed with nothing more to say for now
+    }
+    const { thrown } = await drainMidStream(stalls(), 50);
+    assert.deepEqual([thrown.sent, thrown.answered, thrown.inputsLeft], [50, 50, true]);
   });
 });
 
