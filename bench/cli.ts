@@ -1,75 +1,110 @@
 // `npm run bench -- [options]`: load one server and report throughput, latency percentiles, errors by status and
-// the server-side breakdown; a concurrency sweep (closed loop) or a request rate (open loop).
-//
-//   --target HOST:PORT       server (default 127.0.0.1:50051)
-//   --rpc unary|stream       Predict or StreamPredict (default unary)
-//   --concurrency 1,8,32     closed loop: requests in flight, one run per value (default 1,4,16,64)
-//   --rate N[,N...]          open loop: requests a second, one run per value (overrides --concurrency)
-//   --poisson                open loop with exponential gaps (default: constant)
-//   --streams N              StreamPredict calls the load is spread over (default 4)
-//   --rows N                 rows per request (default 1)
-//   --width N                features per row of the served model (default 17, the default model)
-//   --duration S --warmup S  seconds measured, and seconds of warm-up before (default 5 and 1)
-//   --gzip                   send requests gzip-compressed
-//   --json FILE --csv FILE --svg FILE   write the results, and a latency-vs-throughput plot
+// the server-side breakdown; a concurrency sweep (closed loop) or a request rate (open loop). USAGE lists the options.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { runLoad, type LoadResult, type Rpc } from './load';
+import { integerValue, listValue, numberValue, runCli, usageErrors, UsageError } from '../src/client/args';
+import { runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot } from './plot';
 import { csv, describeLoad, markdownTable, progressBar } from './report';
 
-const list = (text: string) => text.split(',').map(Number).filter((n) => n > 0);
+export const USAGE = `usage: npm run bench -- [options]
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      target: { type: 'string', default: '127.0.0.1:50051' },
-      rpc: { type: 'string', default: 'unary' },
-      concurrency: { type: 'string', default: '1,4,16,64' },
-      rate: { type: 'string', default: '' },
-      poisson: { type: 'boolean', default: false },
-      gzip: { type: 'boolean', default: false },
-      streams: { type: 'string', default: '4' },
-      rows: { type: 'string', default: '1' },
-      width: { type: 'string', default: '17' },
-      duration: { type: 'string', default: '5' },
-      warmup: { type: 'string', default: '1' },
-      json: { type: 'string' },
-      csv: { type: 'string' },
-      svg: { type: 'string' },
-    },
-  });
-  if (values.rpc !== 'unary' && values.rpc !== 'stream') throw new Error(`--rpc must be unary or stream, got ${values.rpc}`);
-  const rates = list(values.rate!);
-  const loads = rates.length > 0 ? rates.map((rate) => ({ rate, concurrency: 0 })) : list(values.concurrency!).map((concurrency) => ({ rate: 0, concurrency }));
-  const results: Array<{ name: string; result: LoadResult }> = [];
-  for (const load of loads) {
-    const spec = {
-      target: values.target!,
-      rpc: values.rpc as Rpc,
-      ...load,
-      poisson: values.poisson!,
-      gzip: values.gzip!,
-      streams: Number(values.streams),
-      rowsPerRequest: Number(values.rows),
-      width: Number(values.width),
-      warmupS: Number(values.warmup),
-      durationS: Number(values.duration),
+  --target HOST:PORT       server (default 127.0.0.1:50051)
+  --rpc unary|stream       Predict or StreamPredict (default unary)
+  --concurrency 1,8,32     closed loop: requests in flight, one run per value (default 1,4,16,64)
+  --rate N[,N...]          open loop: requests a second, one run per value (overrides --concurrency)
+  --poisson                open loop with exponential gaps (default: constant)
+  --streams N              StreamPredict calls the load is spread over (default 4)
+  --rows N                 rows per request (default 1)
+  --width N                features per row of the served model (default 17, the default model)
+  --duration S --warmup S  seconds measured, and seconds of warm-up before (default 5 and 1)
+  --gzip                   send requests gzip-compressed
+  --json FILE --csv FILE --svg FILE   write the results, and a latency-vs-throughput plot
+  -h, --help               this text
+
+  exit status: 0 done; 1 a run failed; 2 a bad command line`;
+
+/** What to run: the loads in order (one result each), the spec they share, and where to write the results. */
+export type BenchCommand =
+  | { command: 'help' }
+  | {
+      command: 'run';
+      loads: Array<{ rate: number; concurrency: number }>;
+      spec: Omit<LoadSpec, 'rate' | 'concurrency' | 'onProgress'>;
+      json?: string;
+      csv?: string;
+      svg?: string;
     };
-    const label = load.rate > 0 ? `${spec.rpc} rate=${load.rate}` : `${spec.rpc} c=${load.concurrency}`;
-    const result = await runLoad({ ...spec, onProgress: progressBar(label) });
-    results.push({ name: values.target!, result });
-  }
-  console.log(markdownTable(results));
-  if (values.json) writeFileSync(values.json, JSON.stringify(results, null, 2));
-  if (values.csv) writeFileSync(values.csv, csv(results));
-  if (values.svg) {
-    const points = results.map(({ result }) => ({ throughput: result.requestsPerSecond, p50Ms: result.latencyMs.p50, p99Ms: result.latencyMs.p99 }));
-    writeFileSync(values.svg, latencyPlot(`${values.target} ${describeLoad(results[0].result).split(' ')[0]}`, [{ name: values.target!, points }]));
-  }
+
+const OPTIONS = {
+  target: { type: 'string', default: '127.0.0.1:50051' },
+  rpc: { type: 'string', default: 'unary' },
+  concurrency: { type: 'string', default: '1,4,16,64' },
+  rate: { type: 'string' },
+  poisson: { type: 'boolean', default: false },
+  gzip: { type: 'boolean', default: false },
+  streams: { type: 'string', default: '4' },
+  rows: { type: 'string', default: '1' },
+  width: { type: 'string', default: '17' },
+  duration: { type: 'string', default: '5' },
+  warmup: { type: 'string', default: '1' },
+  json: { type: 'string' },
+  csv: { type: 'string' },
+  svg: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+/** The command line, checked whole before anything connects; a UsageError says what is wrong with it. */
+export function parseBenchArgs(args: string[]): BenchCommand {
+  const { values } = usageErrors(() => parseArgs({ args, options: OPTIONS, strict: true }));
+  if (values.help) return { command: 'help' };
+  const rpc = values.rpc;
+  if (rpc !== 'unary' && rpc !== 'stream') throw new UsageError(`--rpc must be unary or stream, got "${rpc}"`);
+  const loads =
+    values.rate !== undefined
+      ? listValue('rate', values.rate, (name, text) => numberValue(name, text, { above: 0 })).map((rate) => ({ rate, concurrency: 0 }))
+      : listValue('concurrency', values.concurrency, (name, text) => integerValue(name, text, 1)).map((concurrency) => ({ rate: 0, concurrency }));
+  return {
+    command: 'run',
+    loads,
+    spec: {
+      target: values.target,
+      rpc,
+      poisson: values.poisson,
+      gzip: values.gzip,
+      streams: integerValue('streams', values.streams, 1),
+      rowsPerRequest: integerValue('rows', values.rows, 1),
+      width: integerValue('width', values.width, 1),
+      warmupS: numberValue('warmup', values.warmup, { atLeast: 0 }),
+      durationS: numberValue('duration', values.duration, { above: 0 }),
+    },
+    json: values.json,
+    csv: values.csv,
+    svg: values.svg,
+  };
 }
 
-main().catch((error) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exit(1);
-});
+async function main(args: string[]): Promise<number> {
+  const command = parseBenchArgs(args);
+  if (command.command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const { spec } = command;
+  const results: Array<{ name: string; result: LoadResult }> = [];
+  for (const load of command.loads) {
+    const label = load.rate > 0 ? `${spec.rpc} rate=${load.rate}` : `${spec.rpc} c=${load.concurrency}`;
+    const result = await runLoad({ ...spec, ...load, onProgress: progressBar(label) });
+    results.push({ name: spec.target, result });
+  }
+  console.log(markdownTable(results));
+  if (command.json) writeFileSync(command.json, JSON.stringify(results, null, 2));
+  if (command.csv) writeFileSync(command.csv, csv(results));
+  if (command.svg) {
+    const points = results.map(({ result }) => ({ throughput: result.requestsPerSecond, p50Ms: result.latencyMs.p50, p99Ms: result.latencyMs.p99 }));
+    writeFileSync(command.svg, latencyPlot(`${spec.target} ${describeLoad(results[0].result).split(' ')[0]}`, [{ name: spec.target, points }]));
+  }
+  return 0;
+}
+
+if (require.main === module) runCli(USAGE, () => main(process.argv.slice(2)));

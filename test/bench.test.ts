@@ -1,10 +1,18 @@
 // The load generator behind `npm run bench`, against a real server: closed loop, open loop (its worker-thread
-// ticker), both RPCs, and the server's own figures read back from trailers and answer fields.
+// ticker), both RPCs, and the server's own figures read back from trailers and answer fields. Then its command line.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { parseBenchArgs } from '../bench/cli';
 import { runLoad, type LoadResult, type LoadSpec } from '../bench/load';
 import { csv, markdownTable } from '../bench/report';
+import { UsageError } from '../src/client/args';
 import { startServer, type TestServer } from './helpers/server';
+
+const CLI = path.join(__dirname, '..', 'bench', 'cli.js');
+const run = promisify(execFile);
 
 describe('the bench load generator', () => {
   let server: TestServer;
@@ -72,5 +80,56 @@ describe('the bench load generator', () => {
     const row = lines[1].split(',');
     assert.equal(row.length, header.length);
     assert.equal(Number(row[header.indexOf('server_us_p50')]), result.server!.serverUsP50);
+  });
+});
+
+describe('the bench command line', () => {
+  it('reads the defaults: a closed-loop sweep of unary calls', () => {
+    assert.deepEqual(parseBenchArgs([]), {
+      command: 'run',
+      loads: [1, 4, 16, 64].map((concurrency) => ({ rate: 0, concurrency })),
+      spec: { target: '127.0.0.1:50051', rpc: 'unary', poisson: false, gzip: false, streams: 4, rowsPerRequest: 1, width: 17, warmupS: 1, durationS: 5 },
+      json: undefined,
+      csv: undefined,
+      svg: undefined,
+    });
+  });
+
+  it('--rate makes it an open loop, one run per rate', () => {
+    const command = parseBenchArgs(['--rpc', 'stream', '--rate', '500,2000.5', '--poisson']);
+    assert.ok(command.command === 'run');
+    assert.deepEqual(command.loads, [{ rate: 500, concurrency: 0 }, { rate: 2000.5, concurrency: 0 }]);
+    assert.equal(command.spec.poisson, true);
+  });
+
+  const bad: Array<[string[], RegExp]> = [
+    [['--concurrency', 'abc'], /^--concurrency must be an integer >= 1, got "abc"$/],
+    [['--concurrency', '1,0'], /^--concurrency must be an integer >= 1, got "0"$/],
+    [['--concurrency', '4,'], /^--concurrency must be an integer >= 1, got ""$/],
+    [['--rate', 'abc'], /^--rate must be a number > 0, got "abc"$/],
+    [['--rate', '0'], /^--rate must be a number > 0, got "0"$/],
+    [['--rpc', 'bidi'], /^--rpc must be unary or stream, got "bidi"$/],
+    [['--streams', '0'], /^--streams must be an integer >= 1, got "0"$/],
+    [['--rows', '1.5'], /^--rows must be an integer >= 1, got "1.5"$/],
+    [['--width', 'x'], /^--width must be an integer >= 1, got "x"$/],
+    [['--duration', '0'], /^--duration must be a number > 0, got "0"$/],
+    [['--warmup=-1'], /^--warmup must be a number >= 0, got "-1"$/],
+    [['--concurrenc', '4'], /^Unknown option '--concurrenc'$/],
+    [['4'], /^Unexpected argument '4'/],
+  ];
+  for (const [args, message] of bad) {
+    it(`${args.join(' ')}: a usage error`, () => {
+      assert.throws(() => parseBenchArgs(args), (error: unknown) => error instanceof UsageError && message.test(error.message));
+    });
+  }
+
+  it('--help prints the usage and exits 0; a bad value exits 2 with the error and the usage', async () => {
+    for (const help of ['--help', '-h']) assert.match((await run(process.execPath, [CLI, help])).stdout, /^usage: npm run bench -- \[options\]/);
+    await assert.rejects(run(process.execPath, [CLI, '--concurrency', 'abc']), (e: { code: number; stdout: string; stderr: string }) => {
+      assert.equal(e.code, 2);
+      assert.equal(e.stdout, '');
+      assert.ok(e.stderr.startsWith('error: --concurrency must be an integer >= 1, got "abc"\n\nusage: npm run bench'), e.stderr);
+      return true;
+    });
   });
 });

@@ -1,139 +1,266 @@
-// `npm run client -- <command> [options]`
-//   predict --target HOST:PORT --features 0.1,0.2,... [--batch-size N] [--model-version V] [--gzip]
-//       prints the predictions, one row per line, comma-separated
-//   replay --target HOST:PORT --csv FILE [--rate N] [--gzip]
-//       streams each CSV row (features only; a header line is skipped) through StreamPredict and prints one line
-//       per row, in input order: its predictions comma-separated, or `ERROR <CODE>: <message>`. A summary (rows,
-//       errors, p50/p99 latency) goes to stderr. --rate N paces the feed at N rows a second, as recorded.
+// `npm run client -- <command> [options]`: one Predict call, or a CSV feed replayed through StreamPredict. USAGE
+// says what each command does and prints.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as hdr from 'hdr-histogram-js';
-import { createReadStream } from 'node:fs';
+import { accessSync, constants, createReadStream, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { TickClient, type PredictInput } from './index';
+import { RingQueue } from '../batching/queue';
+import { integerValue, numberValue, runCli, usageErrors, UsageError } from './args';
+import { StreamEndedEarlyError, TickClient, type PredictInput } from './index';
 
-const USAGE = `usage:
-  npm run client -- predict --target HOST:PORT --features 0.1,0.2,... [--batch-size N] [--model-version V] [--gzip]
-  npm run client -- replay --target HOST:PORT --csv FILE [--rate N] [--gzip]`;
+export const USAGE = `usage: npm run client -- <command> [options]
 
-class UsageError extends Error {}
+  predict --features 0.1,0.2,... [--batch-size N] [--model-version V] [--deadline-ms MS]
+      One Predict call of N rows (default 1) of features, row-major, with a deadline (default 5000 ms). Prints the
+      predictions, one output row a line, comma-separated.
 
-function parseFeatures(text: string, where: string): number[] {
-  const values = text.split(',').map((v) => v.trim());
-  const numbers = values.map(Number);
-  const bad = values.findIndex((v, i) => v === '' || !Number.isFinite(numbers[i]));
-  if (bad >= 0) throw new UsageError(`${where}: value ${bad + 1} ("${values[bad]}") is not a number`);
+  replay --csv FILE [--rate N]
+      Streams each CSV row (features only; blank lines skipped; a first line that is not numbers is a header)
+      through one StreamPredict call, N rows a second (default 0: as fast as the server takes them). Prints one
+      line per row, in input order: its predictions comma-separated, or ERROR <CODE>: <message> (a row that is not
+      numbers gets INVALID_ARGUMENT without being sent). A summary goes to stderr: rows, answered, errors, not
+      answered, and the latency from each row's send to its answer.
+
+  options of both:
+    --target HOST:PORT   the server (default 127.0.0.1:50051; or dns:///NAME:PORT, ipv4:A:P,B:P)
+    --gzip               compress every message
+    -h, --help           this text
+
+  exit status: 0 done; 1 a call failed, or the stream ended before every row was answered; 2 a bad command line`;
+
+const DEFAULT_TARGET = '127.0.0.1:50051';
+const DEFAULT_DEADLINE_MS = 5000;
+
+interface Connection {
+  target: string;
+  gzip: boolean;
+}
+
+export type Command =
+  | { command: 'help' }
+  | ({ command: 'predict'; features: number[]; batchSize: number; modelVersion: string; deadlineMs: number } & Connection)
+  | ({ command: 'replay'; csv: string; rate: number } & Connection);
+
+const OPTIONS = {
+  target: { type: 'string' },
+  gzip: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  features: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'model-version': { type: 'string' },
+  'deadline-ms': { type: 'string' },
+  csv: { type: 'string' },
+  rate: { type: 'string' },
+} as const;
+
+const COMMAND_OPTIONS: Record<'predict' | 'replay', ReadonlySet<string>> = {
+  predict: new Set(['target', 'gzip', 'features', 'batch-size', 'model-version', 'deadline-ms']),
+  replay: new Set(['target', 'gzip', 'csv', 'rate']),
+};
+
+/** The command line, checked whole before anything connects; a UsageError says what is wrong with it. */
+export function parseCommandLine(args: string[]): Command {
+  const { values, positionals } = usageErrors(() => parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true }));
+  if (values.help) return { command: 'help' };
+  const [command, ...extra] = positionals;
+  if (command === undefined) throw new UsageError('no command: predict or replay');
+  if (command !== 'predict' && command !== 'replay') throw new UsageError(`unknown command "${command}": predict or replay`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  for (const name of Object.keys(values)) {
+    if (!COMMAND_OPTIONS[command].has(name)) throw new UsageError(`--${name} is not an option of ${command}`);
+  }
+  const connection = { target: values.target ?? DEFAULT_TARGET, gzip: values.gzip ?? false };
+  if (command === 'predict') {
+    if (values.features === undefined) throw new UsageError('predict needs --features 0.1,0.2,...');
+    const features = parseFeatures(values.features);
+    if (features instanceof Error) throw new UsageError(`--features: ${features.message}`);
+    return {
+      command,
+      ...connection,
+      features,
+      batchSize: values['batch-size'] === undefined ? 1 : integerValue('batch-size', values['batch-size'], 1),
+      modelVersion: values['model-version'] ?? '',
+      deadlineMs: values['deadline-ms'] === undefined ? DEFAULT_DEADLINE_MS : numberValue('deadline-ms', values['deadline-ms'], { above: 0 }),
+    };
+  }
+  if (values.csv === undefined) throw new UsageError('replay needs --csv FILE');
+  try {
+    accessSync(values.csv, constants.R_OK);
+  } catch (error) {
+    throw new UsageError(`--csv ${values.csv}: cannot read it (${(error as NodeJS.ErrnoException).code})`);
+  }
+  if (!statSync(values.csv).isFile()) throw new UsageError(`--csv ${values.csv}: not a file`);
+  return { command, ...connection, csv: values.csv, rate: values.rate === undefined ? 0 : numberValue('rate', values.rate, { atLeast: 0 }) };
+}
+
+/** Comma-separated numbers, or an Error naming the first value that is not one. */
+function parseFeatures(text: string): number[] | Error {
+  const values = text.split(',');
+  const numbers = new Array<number>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i].trim();
+    numbers[i] = value === '' ? NaN : Number(value);
+    if (!Number.isFinite(numbers[i])) return new Error(`value ${i + 1} ("${value}") is not a number`);
+  }
   return numbers;
 }
 
 function formatRows(predictions: number[], rows: number): string {
-  const width = predictions.length / Math.max(1, rows);
+  const width = predictions.length / rows;
   const lines: string[] = [];
   for (let r = 0; r < rows; r++) lines.push(predictions.slice(r * width, (r + 1) * width).join(','));
   return lines.join('\n');
 }
 
-/** The CSV's rows as stream inputs, paced at `rate` a second if given; a first line that is not numbers is a header. */
-async function* csvRows(file: string, rate: number, sentAt: number[]): AsyncGenerator<PredictInput> {
+/** One data row of a CSV feed: its features, or why it has none. */
+type CsvRow = { features: number[] } | { invalid: string };
+
+/** The CSV's data rows, in order: blank lines are skipped, and a first line that is not numbers is a header. */
+async function* csvRows(file: string): AsyncGenerator<CsvRow> {
   const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
   let lineNumber = 0;
-  const started = performance.now();
-  let row = 0;
   for await (const line of lines) {
     lineNumber++;
     if (line.trim() === '') continue;
-    const fields = line.split(',');
-    if (lineNumber === 1 && fields.some((f) => f.trim() === '' || !Number.isFinite(Number(f)))) continue; // header
-    if (rate > 0) {
-      const due = started + (row * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-    }
-    row++;
-    sentAt.push(performance.now());
-    yield { features: parseFeatures(line, `${file}:${lineNumber}`) };
-  }
-}
-
-async function predict(client: TickClient, values: Record<string, string | boolean | undefined>): Promise<void> {
-  if (typeof values.features !== 'string') throw new UsageError('predict needs --features 0.1,0.2,...');
-  const batchSize = values['batch-size'] === undefined ? 0 : Number(values['batch-size']);
-  const answer = await client.predict({
-    features: parseFeatures(values.features, '--features'),
-    batchSize,
-    modelVersion: typeof values['model-version'] === 'string' ? values['model-version'] : '',
-  });
-  process.stdout.write(`${formatRows(answer.predictions, Math.max(1, batchSize))}\n`);
-}
-
-async function replay(client: TickClient, values: Record<string, string | boolean | undefined>): Promise<void> {
-  if (typeof values.csv !== 'string') throw new UsageError('replay needs --csv FILE');
-  const rate = values.rate === undefined ? 0 : Number(values.rate);
-  if (!(rate >= 0)) throw new UsageError(`--rate must be a number of rows a second, got ${values.rate}`);
-  const latency = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
-  const sentAt: number[] = [];
-  let rows = 0;
-  let errors = 0;
-  const out: string[] = [];
-  const flush = () => {
-    if (out.length > 0) process.stdout.write(`${out.join('\n')}\n`);
-    out.length = 0;
-  };
-  for await (const answer of client.stream(csvRows(values.csv, rate, sentAt))) {
-    latency.recordValue(Math.max(1, Math.round((performance.now() - sentAt[rows]) * 1000)));
-    rows++;
-    if (answer.error) {
-      errors++;
-      out.push(`ERROR ${status[answer.error.code] ?? answer.error.code}: ${answer.error.message}`);
+    const features = parseFeatures(line);
+    if (features instanceof Error) {
+      if (lineNumber === 1) continue; // the header
+      yield { invalid: `${file}:${lineNumber}: ${features.message}` };
     } else {
-      out.push(answer.predictions.join(','));
+      yield { features };
     }
-    if (out.length >= 256) flush();
   }
-  flush();
-  const ms = (percentile: number) => (latency.getValueAtPercentile(percentile) / 1000).toFixed(3);
-  process.stderr.write(`rows ${rows}, errors ${errors}, latency p50 ${ms(50)} ms, p99 ${ms(99)} ms\n`);
 }
 
-async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      target: { type: 'string', default: '127.0.0.1:50051' },
-      features: { type: 'string' },
-      'batch-size': { type: 'string' },
-      'model-version': { type: 'string' },
-      csv: { type: 'string' },
-      rate: { type: 'string' },
-      gzip: { type: 'boolean', default: false },
-      'deadline-ms': { type: 'string' },
-    },
-  });
-  const command = positionals[0];
-  if (command !== 'predict' && command !== 'replay') throw new UsageError(command ? `unknown command "${command}"` : 'no command');
+/**
+ * One replay's output: a line per CSV row, in row order. Answers come back in the order their rows were sent; a row
+ * that is not numbers is never sent, so its line waits in `rejected` until every row before it has one.
+ */
+class ReplayOutput {
+  /** Rows with their line printed: always the first rows of the feed. */
+  printed = 0;
+  errors = 0;
+  /** Rows read from the CSV so far. */
+  rowsRead = 0;
+  readonly latencyUs = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 });
+  private readonly rejected = new RingQueue<{ row: number; line: string }>(16);
+  private readonly out: string[] = [];
+
+  /** The rows of `file` that are numbers, paced at `rate` a second if above 0; the others are set aside here. */
+  async *inputs(file: string, rate: number): AsyncGenerator<PredictInput> {
+    const started = performance.now();
+    let sent = 0;
+    for await (const row of csvRows(file)) {
+      const index = this.rowsRead++;
+      if ('invalid' in row) {
+        this.rejected.push({ row: index, line: `ERROR INVALID_ARGUMENT: ${row.invalid}` });
+        this.printRejected();
+        continue;
+      }
+      if (rate > 0) {
+        const wait = started + (sent * 1000) / rate - performance.now();
+        if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+      sent++;
+      yield { features: row.features };
+    }
+  }
+
+  /** The answer to the oldest row sent and not answered. */
+  answer(line: string, isError: boolean, roundTripMs: number): void {
+    this.print(line, isError);
+    this.latencyUs.recordValue(Math.max(1, Math.round(roundTripMs * 1000)));
+    this.printRejected();
+    if (this.out.length >= 256) this.flush();
+  }
+
+  /** Prints the set-aside rows whose turn has come. */
+  private printRejected(): void {
+    for (let head = this.rejected.peek(); head?.row === this.printed; head = this.rejected.peek()) {
+      this.rejected.shift();
+      this.print(head.line, true);
+    }
+  }
+
+  private print(line: string, isError: boolean): void {
+    this.out.push(line);
+    this.printed++;
+    if (isError) this.errors++;
+  }
+
+  flush(): void {
+    if (this.out.length > 0) process.stdout.write(`${this.out.join('\n')}\n`);
+    this.out.length = 0;
+  }
+
+  summary(rows: number): string {
+    const h = this.latencyUs;
+    const ms = (percentile: number) => (h.getValueAtPercentile(percentile) / 1000).toFixed(3);
+    const latency = h.totalCount === 0 ? 'no answers' : `p50 ${ms(50)} ms, p99 ${ms(99)} ms`;
+    return `rows ${rows}, answered ${this.printed}, errors ${this.errors}, not answered ${rows - this.printed}; latency send→answer ${latency}`;
+  }
+}
+
+async function countRows(file: string): Promise<number> {
+  let rows = 0;
+  for await (const _ of csvRows(file)) rows++;
+  return rows;
+}
+
+async function predict(client: TickClient, command: Extract<Command, { command: 'predict' }>): Promise<number> {
+  const answer = await client.predict(
+    { features: command.features, batchSize: command.batchSize, modelVersion: command.modelVersion },
+    { deadlineMs: command.deadlineMs },
+  );
+  process.stdout.write(`${formatRows(answer.predictions, command.batchSize)}\n`);
+  return 0;
+}
+
+/** Returns 0 once every row has its line; 1, after printing every answer received, if the stream ended first. */
+async function replay(client: TickClient, command: Extract<Command, { command: 'replay' }>): Promise<number> {
+  const output = new ReplayOutput();
+  let failure: unknown = null;
+  try {
+    for await (const answer of client.stream(output.inputs(command.csv, command.rate))) {
+      const line = answer.error ? `ERROR ${status[answer.error.code] ?? answer.error.code}: ${answer.error.message}` : answer.predictions.join(',');
+      output.answer(line, answer.error !== null, answer.roundTripMs);
+    }
+  } catch (error) {
+    failure = error;
+  }
+  output.flush();
+  // Once the stream has failed, the rows past it were never read: count them from the file.
+  const rows = failure === null ? output.rowsRead : await countRows(command.csv);
+  if (failure !== null) process.stderr.write(`error: ${describeFailure(failure)}\n`);
+  process.stderr.write(`${output.summary(rows)}\n`);
+  return failure === null ? 0 : 1;
+}
+
+function describeFailure(error: unknown): string {
+  if (error instanceof StreamEndedEarlyError) return error.message;
+  const e = error as Partial<ServiceError>;
+  if (typeof e.code === 'number' && typeof e.details === 'string') return `${status[e.code] ?? e.code}: ${e.details}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function main(args: string[]): Promise<number> {
+  const command = parseCommandLine(args);
+  if (command.command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const client = new TickClient({
-    target: values.target!,
-    compression: values.gzip ? 'gzip' : 'none',
-    deadlineMs: values['deadline-ms'] === undefined ? 5000 : Number(values['deadline-ms']),
+    target: command.target,
+    compression: command.gzip ? 'gzip' : 'none',
+    deadlineMs: command.command === 'predict' ? command.deadlineMs : DEFAULT_DEADLINE_MS,
   });
   try {
-    if (command === 'predict') await predict(client, values);
-    else await replay(client, values);
-    return 0;
+    return command.command === 'predict' ? await predict(client, command) : await replay(client, command);
   } finally {
     client.close();
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    if (error instanceof UsageError) process.stderr.write(`${error.message}\n${USAGE}\n`);
-    else if ((error as ServiceError).code !== undefined) {
-      const e = error as ServiceError;
-      process.stderr.write(`${status[e.code]}: ${e.details}\n`);
-    } else process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
-  },
-);
+if (require.main === module) runCli(USAGE, () => main(process.argv.slice(2)), describeFailure);

@@ -10,8 +10,9 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { once } from 'node:events';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { RingQueue } from '../batching/queue';
 
 const PROTO_PATH = path.resolve(__dirname, '..', '..', '..', 'proto', 'model_service.proto');
 const SERVICE = 'inference.ModelService';
@@ -51,7 +52,13 @@ export interface PredictInput {
 export interface Prediction {
   /** One row of outputs per input row, row-major. */
   predictions: number[];
+  /** The server's time, from its receipt of the request to the result. */
   latencyMs: number;
+  /**
+   * This client's time, from writing the request (the call, for a unary one) to reading its answer: the server's
+   * time plus transport and the queues on both sides.
+   */
+  roundTripMs: number;
   modelVersion: string;
   batchRows: number;
   queueUs: number;
@@ -100,10 +107,32 @@ export function serviceConfig(retry: RetryOptions | false): string {
   });
 }
 
-function toPrediction(reply: WireReply): Prediction {
+/**
+ * The server ended a StreamPredict call, with status `code` (OK when it was draining), before it had answered every
+ * input: `answered` of the `sent` inputs written to the call, and `inputsLeft` when the inputs had more to send.
+ * Every answer received was yielded before this is thrown.
+ */
+export class StreamEndedEarlyError extends Error {
+  override readonly name = 'StreamEndedEarlyError';
+
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly sent: number,
+    readonly answered: number,
+    readonly inputsLeft: boolean,
+  ) {
+    const why = details === '' || details === grpc.status[code] ? '' : ` (${details})`;
+    const left = inputsLeft ? ', with inputs left to send' : '';
+    super(`the server ended the stream with ${grpc.status[code]}${why} after answering ${answered} of the ${sent} inputs sent${left}`);
+  }
+}
+
+function toPrediction(reply: WireReply, roundTripMs: number): Prediction {
   return {
     predictions: reply.predictions,
     latencyMs: reply.latency_ms,
+    roundTripMs,
     modelVersion: reply.model_version,
     batchRows: reply.batch_rows,
     queueUs: reply.queue_us,
@@ -156,9 +185,10 @@ export class TickClient {
   /** One prediction; rejects with the call's grpc.ServiceError (code, details) on failure. */
   predict(input: PredictInput, options: { deadlineMs?: number; metadata?: grpc.Metadata } = {}): Promise<Prediction> {
     const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
+    const calledAt = performance.now();
     return new Promise((resolve, reject) => {
       this.channel().Predict(toWire(input), options.metadata ?? new grpc.Metadata(), { deadline }, (error: grpc.ServiceError | null, reply: WireReply) =>
-        error ? reject(error) : resolve(toPrediction(reply)),
+        error ? reject(error) : resolve(toPrediction(reply, performance.now() - calledAt)),
       );
     });
   }
@@ -167,31 +197,82 @@ export class TickClient {
    * Streams `inputs` through one StreamPredict call and yields one answer per input, in order. Backpressure: inputs
    * are pulled only while the server keeps up (write() returning false waits for 'drain'), and answers are read
    * only as fast as the caller consumes them. Breaking out of the loop cancels the call.
+   *
+   * The stream ends when the server ends the call. A status other than OK is thrown as the call's ServiceError; an
+   * OK before every input was answered (the server drains on shutdown: it answers what it has read, then ends) is
+   * thrown as a StreamEndedEarlyError. Either comes after every answer received has been yielded.
    */
   async *stream(inputs: AsyncIterable<PredictInput> | Iterable<PredictInput>, options: { metadata?: grpc.Metadata } = {}): AsyncGenerator<Prediction> {
     const callOptions = this.streamDeadlineMs === undefined ? {} : { deadline: Date.now() + this.streamDeadlineMs };
     const call = this.channel().StreamPredict(options.metadata ?? new grpc.Metadata(), callOptions) as grpc.ClientDuplexStream<object, WireReply>;
+    const source = Symbol.asyncIterator in inputs ? inputs[Symbol.asyncIterator]() : inputs[Symbol.iterator]();
+    // When each unanswered input was written; answers come in input order, so the head is the next one answered.
+    const writtenAt = new RingQueue<number>(64);
+    let sent = 0;
+    let answered = 0;
+    let inputsDone = false;
     let writeError: unknown = null;
+    let serverStatus: Pick<grpc.StatusObject, 'code' | 'details'> = { code: grpc.status.OK, details: '' };
+
+    // The writer waits for the source's next input and for 'drain', and must stop once the call is over: nothing
+    // written to an ended call is sent, 'drain' may never come, and a live source may not yield again for a long
+    // time (a writer still pulling it would keep the stream from ending). `wake` ends whichever wait is pending.
+    let callOver = false;
+    let wake: (() => void) | null = null;
+    const endWriting = () => {
+      callOver = true;
+      wake?.();
+    };
+    const unlessOver = (pending: Promise<unknown>) =>
+      new Promise<void>((resolve, reject) => {
+        wake = resolve;
+        pending.then(() => resolve(), reject);
+      });
+    call.on('status', (status: grpc.StatusObject) => {
+      serverStatus = status;
+      endWriting();
+    });
+
     const writing = (async () => {
       try {
-        for await (const input of inputs) {
-          if (!call.write(toWire(input))) await once(call, 'drain');
+        while (!callOver) {
+          const pulled = Promise.resolve(source.next());
+          await unlessOver(pulled);
+          if (callOver) break;
+          const next = await pulled;
+          if (next.done) {
+            inputsDone = true;
+            call.end();
+            return;
+          }
+          writtenAt.push(performance.now());
+          sent++;
+          if (!call.write(toWire(next.value))) await unlessOver(new Promise((resolve) => call.once('drain', resolve)));
         }
-        call.end();
+        // The call is over with inputs left: let the source clean up, but do not wait for it (it may be waiting
+        // for its next input itself, and an async generator's return() waits for that).
+        Promise.resolve(source.return?.()).catch(() => {});
       } catch (error) {
         writeError = error;
         call.cancel();
       }
     })();
+
     try {
-      for await (const reply of call) yield toPrediction(reply as WireReply);
+      for await (const reply of call) {
+        const prediction = toPrediction(reply as WireReply, performance.now() - writtenAt.shift()!);
+        answered++;
+        yield prediction;
+      }
     } catch (error) {
       throw writeError ?? error;
     } finally {
+      endWriting();
       call.cancel(); // a no-op once the call has ended; stops it when the caller broke out early
       await writing;
     }
     if (writeError) throw writeError;
+    if (!inputsDone || answered < sent) throw new StreamEndedEarlyError(serverStatus.code, serverStatus.details, sent, answered, !inputsDone);
   }
 
   /** grpc.health.v1 Check: the serving status of `service` ("" for the whole server). */
