@@ -34,9 +34,22 @@ describe('PredictRequest decoding', () => {
     assert.equal(decoded.modelVersion, 'v7');
   });
 
+  it('decodes model_name (field 4), which seed clients never set', () => {
+    const decoded = decodePredictRequest(encodeRequest({ features: [1], modelName: 'fx-eur', modelVersion: '3' }));
+    assert.equal(decoded.decodeError, null);
+    assert.equal(decoded.modelName, 'fx-eur');
+    assert.equal(decoded.modelVersion, '3');
+    assert.equal(decodePredictRequest(encodeRequest({ features: [1] })).modelName, '');
+  });
+
+  it('model_name with the wrong wire type is malformed', () => {
+    const bytes = Buffer.from([0x0d, 0, 0, 0x80, 0x3f, 0x20, 0x01]); // features [1], then field 4 as a varint
+    assert.match(decodePredictRequest(bytes).decodeError ?? '', /field 4 has wire type 0/);
+  });
+
   it('decodes an empty message as no features, batch_size 0, no version', () => {
     const decoded = decodePredictRequest(Buffer.alloc(0));
-    assert.deepEqual(decoded, { featureBytes: Buffer.alloc(0), featureCount: 0, batchSize: 0, modelVersion: '', decodeError: null });
+    assert.deepEqual(decoded, { featureBytes: Buffer.alloc(0), featureCount: 0, batchSize: 0, modelVersion: '', modelName: '', decodeError: null });
   });
 
   it('keeps a negative batch_size negative (int32 sent as a 10-byte varint)', () => {

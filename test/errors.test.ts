@@ -76,6 +76,6 @@ describe('an unexpected error in a handler', () => {
     const err = logged.err as { type: string; message: string; stack: string };
     assert.equal(err.type, 'TypeError');
     assert.match(err.message, /null/);
-    assert.match(err.stack, /at admit/);
+    assert.match(err.stack, /at route/);
   });
 });

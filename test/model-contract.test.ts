@@ -8,7 +8,7 @@ import pino from 'pino';
 import { ConfigError } from '../src/main/config';
 import { InferenceServer } from '../src/main/server';
 import { Telemetry } from '../src/main/telemetry';
-import { SHAPED_MODELS, writeGraph } from './helpers/models';
+import { SHAPED_MODELS, writeGraph, writeRepository } from './helpers/models';
 import { expectStatus, predict, startServer, testConfig, type TestServer } from './helpers/server';
 
 /** Starting a server over `env` fails with a ConfigError for `variable` whose message matches `message`. */
@@ -84,44 +84,62 @@ describe('model contract: refused at startup', () => {
 });
 
 describe('model contract: a model that answers the wrong shape for a batch', () => {
-  let server: TestServer;
-  before(async () => {
-    server = await startServer({ MODEL_PATH: writeGraph(SHAPED_MODELS.flattenBatch()), MAX_BATCH_SIZE: '8', MAX_QUEUE_DELAY_US: '20000' });
-  });
-  after(() => server.close());
-
-  it('one row (the shape it was probed with) is answered', async () => {
-    const { reply } = await predict(server.client, { features: [1, 2, 3, 4] });
-    assert.deepEqual(reply.predictions, [2, 3, 4, 5]);
-  });
-
-  it('a batch whose output is [1, 8] for 2 rows: INTERNAL naming the output, the expected and the actual shape; no row answered', async () => {
-    await expectStatus(
-      predict(server.client, { features: [1, 2, 3, 4, 5, 6, 7, 8], batch_size: 2 }),
-      grpc.status.INTERNAL,
-      /output "y" has shape \[1, 8\] for a batch of 2 rows; expected \[2, 4\]/,
+  it('is refused at startup by its warm-up, which runs every batch size it will see (here [1, 8] for 2 rows)', async () => {
+    await expectRefused(
+      { MODEL_PATH: writeGraph(SHAPED_MODELS.flattenBatch()), MAX_BATCH_SIZE: '8' },
+      'MODEL_PATH',
+      /warm-up failed: output "y" has shape \[1, 8\] for a batch of 2 rows; expected \[2, 4\]/,
     );
   });
 
-  it('callers batched together all fail, and the server goes on serving single rows', async () => {
-    const calls = Array.from({ length: 8 }, (_, i) => predict(server.client, { features: [i, i, i, i] }).then(
-      ({ reply, trailers }) => ({ ok: true as const, reply, rows: Number(trailers['x-batch-rows']) }),
-      (error: grpc.ServiceError) => ({ ok: false as const, error }),
-    ));
-    const outcomes = await Promise.all(calls);
-    assert.ok(outcomes.some((o) => !o.ok), 'no call shared a batch: the check was never exercised');
-    for (const [i, outcome] of outcomes.entries()) {
-      // A call that rode alone is answered correctly; one that shared a batch is never answered OK.
-      if (outcome.ok) {
-        assert.equal(outcome.rows, 1, `call ${i} was answered OK from a batch of ${outcome.rows} rows`);
-        assert.deepEqual(outcome.reply.predictions, plusOne([i, i, i, i]));
-      } else {
-        assert.equal(outcome.error.code, grpc.status.INTERNAL);
-        assert.match(outcome.error.details, /output "y" has shape \[1, \d+\] for a batch of \d+ rows/);
+  describe('warmed up only for one row (model_warmup), so the wrong shape first shows on a real batch', () => {
+    let server: TestServer;
+    before(async () => {
+      const repository = writeRepository({
+        flat: {
+          config: `max_batch_size: 8
+dynamic_batching { max_queue_delay_microseconds: 20000 }
+model_warmup [{ name: "one row" batch_size: 1 inputs { key: "x" value { data_type: TYPE_FP32 dims: [4] zero_data: true } } }]`,
+          versions: { '1': SHAPED_MODELS.flattenBatch() },
+        },
+      });
+      server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: repository });
+    });
+    after(() => server.close());
+
+    it('one row (the shape it was probed with) is answered', async () => {
+      const { reply } = await predict(server.client, { features: [1, 2, 3, 4] });
+      assert.deepEqual(reply.predictions, [2, 3, 4, 5]);
+    });
+
+    it('a batch whose output is [1, 8] for 2 rows: INTERNAL naming the output, the expected and the actual shape; no row answered', async () => {
+      await expectStatus(
+        predict(server.client, { features: [1, 2, 3, 4, 5, 6, 7, 8], batch_size: 2 }),
+        grpc.status.INTERNAL,
+        /output "y" has shape \[1, 8\] for a batch of 2 rows; expected \[2, 4\]/,
+      );
+    });
+
+    it('callers batched together all fail, and the server goes on serving single rows', async () => {
+      const calls = Array.from({ length: 8 }, (_, i) => predict(server.client, { features: [i, i, i, i] }).then(
+        ({ reply, trailers }) => ({ ok: true as const, reply, rows: Number(trailers['x-batch-rows']) }),
+        (error: grpc.ServiceError) => ({ ok: false as const, error }),
+      ));
+      const outcomes = await Promise.all(calls);
+      assert.ok(outcomes.some((o) => !o.ok), 'no call shared a batch: the check was never exercised');
+      for (const [i, outcome] of outcomes.entries()) {
+        // A call that rode alone is answered correctly; one that shared a batch is never answered OK.
+        if (outcome.ok) {
+          assert.equal(outcome.rows, 1, `call ${i} was answered OK from a batch of ${outcome.rows} rows`);
+          assert.deepEqual(outcome.reply.predictions, plusOne([i, i, i, i]));
+        } else {
+          assert.equal(outcome.error.code, grpc.status.INTERNAL);
+          assert.match(outcome.error.details, /output "y" has shape \[1, \d+\] for a batch of \d+ rows/);
+        }
       }
-    }
-    const { reply } = await predict(server.client, { features: [0, 0, 0, 0] });
-    assert.deepEqual(reply.predictions, [1, 1, 1, 1]);
+      const { reply } = await predict(server.client, { features: [0, 0, 0, 0] });
+      assert.deepEqual(reply.predictions, [1, 1, 1, 1]);
+    });
   });
 });
 

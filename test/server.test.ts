@@ -103,7 +103,7 @@ describe('ModelService on the default model', () => {
       ['negative batch_size', { features: featuresFor(0, 1, 17), batch_size: -1 }, grpc.status.INVALID_ARGUMENT, /batch_size must be 0 or more, got -1/],
       ['batch_size over MAX_BATCH_SIZE', { features: featuresFor(0, 17, 17), batch_size: 17 }, grpc.status.INVALID_ARGUMENT, /batch_size 17 exceeds MAX_BATCH_SIZE 16/],
       ['rows short of batch_size', { features: featuresFor(0, 1, 17), batch_size: 2 }, grpc.status.INVALID_ARGUMENT, /expected 34 \(2 rows x 17\), got 17/],
-      ['unknown model_version', { features: featuresFor(0, 1, 17), model_version: '2' }, grpc.status.NOT_FOUND, /model_version "2" is not served/],
+      ['unknown model_version', { features: featuresFor(0, 1, 17), model_version: '2' }, grpc.status.NOT_FOUND, /model "default" has no version "2"; ready versions: 1/],
     ];
     for (const [name, request, code, message] of cases) {
       it(name, async () => {

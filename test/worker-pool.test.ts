@@ -30,12 +30,15 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
       outputName: model.outputName,
       inputDims: model.inputDims,
       outputDims: model.outputDims,
+      batches: model.batches,
       layout,
       slabs,
       claims: createClaims(slabCount),
       intraOpThreads: 1,
       executionProvider: 'cpu',
       workerIds: new SharedArrayBuffer(4),
+      deviceIds: [],
+      warmup: [],
     },
   });
   const fill = (slab: number, first: number, rows = 1) => {

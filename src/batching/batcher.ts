@@ -150,6 +150,11 @@ export class Batcher {
     return this.setAside;
   }
 
+  /** Rows in the largest batch. */
+  get maxBatchRows(): number {
+    return this.options.maxBatchRows;
+  }
+
   get maxQueueRows(): number {
     return this.options.maxQueueRows;
   }

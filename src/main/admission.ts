@@ -1,27 +1,29 @@
-// The checks every request passes before it may reach the model. A request that fails one is answered with
-// INVALID_ARGUMENT or NOT_FOUND and never enters the batcher.
+// The checks every ModelService request passes before it may reach a model: routed to a ready version by
+// model_name and model_version, then checked against that version's row width and batch limit. A request that fails
+// one is answered with INVALID_ARGUMENT, NOT_FOUND or UNAVAILABLE and never enters a batcher.
+import type { ModelInstance } from '../models/instance';
+import type { ModelRegistry } from '../models/registry';
 import type { PredictRequest } from './codec';
-import { invalidArgument, notFound } from './errors';
+import { invalidArgument } from './errors';
 
+/** What admission reads of a loaded version (a ModelInstance). */
 export interface ServedModel {
   name: string;
-  version: string;
-  /** The version as an encoded model_version field, copied into every answer. */
-  versionField: Buffer;
   inputWidth: number;
-  outputWidth: number;
   /** The largest batch_size a request may carry (MAX_BATCH_SIZE, or 1 for a model that does not batch). */
   maxRows: number;
   /** maxRows and what sets it, for the refusal's message ("MAX_BATCH_SIZE 256"). */
   maxRowsLimit: string;
 }
 
+/** The version that serves the request; throws a ServingError (malformed, NOT_FOUND, UNAVAILABLE). */
+export function route(request: PredictRequest, models: ModelRegistry): ModelInstance {
+  if (request.decodeError !== null) throw invalidArgument(`malformed PredictRequest: ${request.decodeError}`);
+  return models.resolve(request.modelName, request.modelVersion);
+}
+
 /** Returns the request's row count; throws a ServingError naming what is wrong. */
 export function admit(request: PredictRequest, model: ServedModel): number {
-  if (request.decodeError !== null) throw invalidArgument(`malformed PredictRequest: ${request.decodeError}`);
-  if (request.modelVersion !== '' && request.modelVersion !== model.version) {
-    throw notFound(`model_version "${request.modelVersion}" is not served; ${model.name} serves version "${model.version}"`);
-  }
   if (request.batchSize < 0) throw invalidArgument(`batch_size must be 0 or more, got ${request.batchSize}`);
   if (request.batchSize > model.maxRows) {
     throw invalidArgument(`batch_size ${request.batchSize} exceeds ${model.maxRowsLimit}`);

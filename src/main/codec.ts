@@ -15,6 +15,8 @@ export interface PredictRequest {
   /** As sent: 0 means one row; may be negative (rejected later). */
   batchSize: number;
   modelVersion: string;
+  /** Empty: the default model. */
+  modelName: string;
   /** Why the bytes are not a PredictRequest; null when they are. */
   decodeError: string | null;
 }
@@ -124,6 +126,7 @@ export function decodePredictRequest(bytes: Buffer): PredictRequest {
   pos = 0;
   let batchSize = 0;
   let modelVersion = '';
+  let modelName = '';
   let packedStart = -1;
   let packedBytes = 0;
   let floatCount = 0;
@@ -152,9 +155,13 @@ export function decodePredictRequest(bytes: Buffer): PredictRequest {
         const n = length();
         modelVersion = buf.toString('utf8', pos, pos + n);
         pos += n;
+      } else if (field === 4 && wireType === WIRE_LENGTH) {
+        const n = length();
+        modelName = buf.toString('utf8', pos, pos + n);
+        pos += n;
       } else if (field === 0) {
         throw new Malformed('field number 0');
-      } else if (field <= 3) {
+      } else if (field <= 4) {
         throw new Malformed(`field ${field} has wire type ${wireType}`);
       } else {
         skip(wireType);
@@ -163,10 +170,10 @@ export function decodePredictRequest(bytes: Buffer): PredictRequest {
     let featureBytes = EMPTY_BUFFER;
     if (floatCount > 0 && simple) featureBytes = buf.subarray(packedStart, packedStart + packedBytes);
     else if (floatCount > 0) featureBytes = gatherFeatures(floatCount);
-    return { featureBytes, featureCount: floatCount, batchSize, modelVersion, decodeError: null };
+    return { featureBytes, featureCount: floatCount, batchSize, modelVersion, modelName, decodeError: null };
   } catch (error) {
     if (!(error instanceof Malformed)) throw error;
-    return { featureBytes: EMPTY_BUFFER, featureCount: 0, batchSize: 0, modelVersion: '', decodeError: error.message };
+    return { featureBytes: EMPTY_BUFFER, featureCount: 0, batchSize: 0, modelVersion: '', modelName: '', decodeError: error.message };
   } finally {
     buf = EMPTY_BUFFER; // do not keep the caller's message alive
   }

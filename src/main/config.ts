@@ -1,5 +1,5 @@
 // Every setting tickserve reads, parsed and validated once at startup. Nothing else reads process.env.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
@@ -19,12 +19,21 @@ export class ConfigError extends Error {
 export type ExecutionProvider = 'cpu' | 'cuda';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+export type ModelControlMode = 'none' | 'poll';
+
 export interface Config {
   host: string;
   port: number;
+  /** A Triton-layout model repository; null: serve MODEL_PATH as a repository of one model. */
+  modelRepository: string | null;
   modelPath: string;
   modelName: string;
   modelVersion: string;
+  /** none: load at startup, rescan on SIGHUP; poll: also rescan every repositoryPollSecs. */
+  modelControlMode: ModelControlMode;
+  repositoryPollSecs: number;
+  /** The model a request without model_name gets; null: the repository's only model. */
+  defaultModel: string | null;
   /** The model output to serve; null: the model's only output (a model with several needs it). */
   outputName: string | null;
   /** Rows in the largest batch; also the largest batch_size one request may carry. */
@@ -149,6 +158,19 @@ function readableFile(env: Env, name: string): string | null {
   return file;
 }
 
+function readableFolder(env: Env, name: string): string | null {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return null;
+  const folder = path.resolve(raw.trim());
+  try {
+    accessSync(folder, constants.R_OK | constants.X_OK);
+    if (!statSync(folder).isDirectory()) throw new Error('not a folder');
+  } catch {
+    throw new ConfigError(name, raw, 'a readable folder');
+  }
+  return folder;
+}
+
 function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
   return provider === 'cuda' ? gpus : Math.max(1, availableParallelism() - 1);
 }
@@ -158,13 +180,21 @@ export function loadConfig(env: Env = process.env): Config {
   const executionProvider = oneOf<ExecutionProvider>(env, 'EXECUTION_PROVIDER', 'cpu', ['cpu', 'cuda']);
   const maxBatchSize = integer(env, 'MAX_BATCH_SIZE', 256, 1, 65_536);
   const modelPath = path.resolve(env.MODEL_PATH?.trim() || DEFAULT_MODEL_PATH);
+  const modelRepository = readableFolder(env, 'MODEL_REPOSITORY');
+  if (modelRepository !== null && (env.MODEL_PATH ?? '').trim() !== '') {
+    throw new ConfigError('MODEL_REPOSITORY', env.MODEL_REPOSITORY ?? '', 'MODEL_PATH is set too: serve either one model file or a repository, not both');
+  }
   // CUDA_VISIBLE_DEVICES counts the GPUs a process may use; one worker each.
   const otel = tracingConfigured(env);
   const gpus = (env.CUDA_VISIBLE_DEVICES ?? '0').split(',').filter((d) => d.trim() !== '').length || 1;
   const config: Config = {
     host: text(env, 'HOST', '0.0.0.0', /^[\w.:[\]-]+$/, 'a host name or IP address'),
     port: integer(env, 'PORT', 50051, 0, 65_535),
+    modelRepository,
     modelPath,
+    modelControlMode: oneOf<ModelControlMode>(env, 'MODEL_CONTROL_MODE', 'none', ['none', 'poll']),
+    repositoryPollSecs: integer(env, 'REPOSITORY_POLL_SECS', 15, 1, 86_400),
+    defaultModel: text(env, 'DEFAULT_MODEL', '', /^[A-Za-z0-9_][\w.-]*$/, 'a model name: letters, digits, _ . -') || null,
     modelName: text(env, 'MODEL_NAME', path.basename(modelPath, '.onnx'), /^[\w.-]+$/, 'letters, digits, _ . -'),
     modelVersion: text(env, 'MODEL_VERSION', '1', /^[\w.-]+$/, 'letters, digits, _ . -'),
     outputName: env.OUTPUT_NAME === undefined || env.OUTPUT_NAME.trim() === '' ? null : env.OUTPUT_NAME.trim(),

@@ -24,7 +24,16 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const port = await server.listen();
-  logger.info({ config: { ...config, port }, model: server.model }, `tickserve serving ${config.modelName} on ${config.host}:${port}`);
+  const models = server.models.index();
+  logger.info(
+    { config: { ...config, port }, models },
+    `tickserve serving ${models.map((m) => `${m.model} v${m.version}`).join(', ')} on ${config.host}:${port}`,
+  );
+  // SIGHUP: read the repository again (new, changed and removed versions), whatever the control mode.
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: rescanning the model repository');
+    void server.rescan();
+  });
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

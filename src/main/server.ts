@@ -1,5 +1,6 @@
-// Builds the serving stack for a config: model inspection -> slabs -> worker pool -> batcher -> gRPC server with
-// ModelService, grpc.health.v1.Health and server reflection. start() listens; close() drains and stops.
+// Builds the serving stack for a config: the model registry (each loaded version with its own workers, slabs and
+// batcher) and the gRPC server with ModelService, grpc.health.v1.Health and server reflection. listen() listens;
+// rescan() reloads the repository (SIGHUP, and every REPOSITORY_POLL_SECS in poll mode); close() drains and stops.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -7,13 +8,11 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { Batcher } from '../batching/batcher';
-import { totalmem } from 'node:os';
-import { createClaims, createSlab, slabBytes, type SlabLayout } from '../batching/slab';
-import { inspectModel, ModelRefused, type ModelInfo } from '../workers/model-info';
-import { WorkerPool } from '../workers/pool';
-import type { ServedModel } from './admission';
-import { decodePredictRequest, encodeVersionField } from './codec';
+import type { Batcher } from '../batching/batcher';
+import { LoadError, type ModelInstance, type ServingDefaults, type VersionSpec } from '../models/instance';
+import { ModelRegistry, type DesiredModel } from '../models/registry';
+import { RepositoryWatcher } from '../models/repository';
+import { decodePredictRequest } from './codec';
 import { ConfigError, PACKAGE_ROOT, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
@@ -23,10 +22,8 @@ import { Telemetry } from './telemetry';
 export const PROTO_PATH = path.join(PACKAGE_ROOT, 'proto', 'model_service.proto');
 export const SERVICE_NAME = 'inference.ModelService';
 
-/** Batches that may be in flight at once, per worker: one computing, one assembled and waiting to start. */
-const SLABS_PER_WORKER = 2;
-
-const FLOAT_BYTES = 4;
+/** Between the two scans that must agree before a version is loaded at startup and on SIGHUP (see repository.ts). */
+const SETTLE_MS = 250;
 
 const PROTO_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, arrays: true };
 
@@ -53,71 +50,38 @@ function serverCredentials(config: Config): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(clientCa, [keyPair], clientCa !== null);
 }
 
-/** The model, read and checked against the configuration; a model that cannot be served is a ConfigError. */
-async function inspectServedModel(config: Config): Promise<ModelInfo> {
-  let model: ModelInfo;
-  try {
-    model = await inspectModel(config.modelPath, config.executionProvider, config.outputName);
-  } catch (error) {
-    if (!(error instanceof ModelRefused)) throw error;
-    const value = error.variable === 'OUTPUT_NAME' ? (config.outputName ?? '') : config.modelPath;
-    throw new ConfigError(error.variable, value, error.message);
-  }
-  // A request of one row: the features field's tag and length, then the row's floats.
-  const rowBytes = model.inputWidth * FLOAT_BYTES;
-  const oneRowMessage = rowBytes + 1 + varintLength(rowBytes);
-  if (oneRowMessage > config.maxReceiveMessageBytes) {
-    throw new ConfigError(
-      'MAX_RECEIVE_MESSAGE_BYTES',
-      String(config.maxReceiveMessageBytes),
-      `a request of one row of ${model.inputWidth} floats (${model.inputWidth} × 4 bytes) needs at least ` +
-        `${oneRowMessage} bytes, so every request would be refused; raise MAX_RECEIVE_MESSAGE_BYTES to at least ${oneRowMessage}`,
-    );
-  }
-  return model;
+function servingDefaults(config: Config): ServingDefaults {
+  return {
+    maxBatchSize: config.maxBatchSize,
+    maxQueueDelayUs: config.maxQueueDelayUs,
+    preferredBatchSizes: config.preferredBatchSizes,
+    maxQueueSize: config.maxQueueSize,
+    workers: config.workers,
+    ortIntraOpThreads: config.ortIntraOpThreads,
+    workerTimeoutMs: config.workerTimeoutMs,
+    executionProvider: config.executionProvider,
+    maxReceiveMessageBytes: config.maxReceiveMessageBytes,
+    outputName: config.outputName,
+  };
 }
 
-function maxBatchRows(config: Config, model: ModelInfo): number {
-  return model.batches ? config.maxBatchSize : 1;
+/** MODEL_PATH served as a repository of one model, one version. */
+function singleModel(config: Config): DesiredModel[] {
+  const spec: VersionSpec = {
+    model: config.modelName,
+    version: config.modelVersion,
+    file: config.modelPath,
+    config: null,
+    configFile: null,
+    fingerprint: config.modelPath,
+  };
+  return [{ name: config.modelName, versions: [spec], pending: [], problem: null }];
 }
 
-/** The share of the machine's (or the container's) memory that the batch slabs may take. */
-const SLAB_MEMORY_SHARE = 0.5;
-
-/** One slab per batch that may be in flight, made once; refused with the numbers when they cannot fit. */
-function allocateSlabs(config: Config, layout: SlabLayout, count: number): SharedArrayBuffer[] {
-  const bytes = slabBytes(layout) * count;
-  const constrained = process.constrainedMemory?.() ?? 0;
-  const memory = constrained > 0 ? Math.min(constrained, totalmem()) : totalmem();
-  const budget = Math.floor(memory * SLAB_MEMORY_SHARE);
-  const describe = () =>
-    `slab memory = ${layout.maxBatchRows} rows × (${layout.inputWidth} + ${layout.outputWidth}) floats × 4 bytes × ` +
-    `${count} slabs (${SLABS_PER_WORKER} per worker) = ${formatBytes(bytes)}`;
-  const variable = layout.maxBatchRows > 1 ? 'MAX_BATCH_SIZE' : 'WORKERS';
-  const value = String(layout.maxBatchRows > 1 ? config.maxBatchSize : config.workers);
-  if (bytes > budget) {
-    throw new ConfigError(
-      variable,
-      value,
-      `${describe()}, over the ${formatBytes(budget)} the slabs may take (half of ${formatBytes(memory)} of memory); ` +
-        'lower MAX_BATCH_SIZE or WORKERS',
-    );
-  }
-  try {
-    return Array.from({ length: count }, () => createSlab(layout));
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(variable, value, `${describe()}, which could not be allocated (${reason}); lower MAX_BATCH_SIZE or WORKERS`);
-  }
-}
-
-const formatBytes = (bytes: number) =>
-  bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`;
-
-const varintLength = (value: number) => Math.max(1, Math.ceil(Math.log2(value + 1) / 7));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface ServerOptions {
-  /** Worker entry for the pool; tests pass fixtures. */
+  /** Worker entry for the pools; tests pass fixtures. */
   workerFilename?: string;
   /** How long a failed batch's slab waits for its worker to let go of it (slab.ts); tests shorten it. */
   claimReleaseWaitMs?: number;
@@ -126,57 +90,43 @@ export interface ServerOptions {
 export class InferenceServer {
   readonly grpcServer: grpc.Server;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
-  readonly batcher: Batcher;
+  readonly models: ModelRegistry;
   private readonly sessions = new Set<StreamSession>();
   readonly counters: ServingCounters = { predictCalls: 0, streamMessagesRead: 0 };
+  private readonly watcher: RepositoryWatcher | null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private rescanning: Promise<void> | null = null;
+  /** Model names given a health status of their own so far (a removed model's turns NOT_SERVING). */
+  private readonly healthNames = new Set<string>();
   private serving = false;
   private closing: Promise<void> | null = null;
 
   private constructor(
     readonly config: Config,
-    readonly model: ModelInfo,
-    private readonly pool: WorkerPool,
     private readonly logger: Logger,
     readonly telemetry: Telemetry,
-    layout: SlabLayout,
-    slabs: SharedArrayBuffer[],
+    options: ServerOptions,
   ) {
-    this.batcher = new Batcher({
-      maxBatchRows: layout.maxBatchRows,
-      maxQueueDelayUs: config.maxQueueDelayUs,
-      preferredBatchSizes: config.preferredBatchSizes,
-      maxQueueRows: config.maxQueueSize,
-      layout,
-      slabs,
-      executor: pool,
-      observer: telemetry,
-    });
-    telemetry.bind({
-      queuedRows: () => this.batcher.queuedRowCount,
-      inFlightBatches: () => this.batcher.inFlightBatches,
-      model: {
-        name: config.modelName,
-        version: config.modelVersion,
-        inputWidth: model.inputWidth,
-        outputWidth: model.outputWidth,
-        executionProvider: config.executionProvider,
-        workers: config.workers,
+    this.watcher = config.modelRepository === null ? null : new RepositoryWatcher(config.modelRepository);
+    this.models = new ModelRegistry(
+      servingDefaults(config),
+      config.defaultModel,
+      (model, version) => ({
+        logger,
+        observer: telemetry.observerFor(model, version),
+        workerFilename: options.workerFilename,
+        claimReleaseWaitMs: options.claimReleaseWaitMs,
+      }),
+      {
+        loaded: (model, version, outcome, seconds) => telemetry.modelLoaded(model, version, outcome, seconds),
+        unloaded: (model, version) => telemetry.modelUnloaded(model, version),
+        changed: () => this.updateHealth(),
       },
-    });
-    const served: ServedModel = {
-      name: config.modelName,
-      version: config.modelVersion,
-      versionField: encodeVersionField(config.modelVersion),
-      inputWidth: model.inputWidth,
-      outputWidth: model.outputWidth,
-      maxRows: layout.maxBatchRows,
-      maxRowsLimit: model.batches
-        ? `MAX_BATCH_SIZE ${layout.maxBatchRows}`
-        : `1, the most this model takes (its input "${model.inputName}" has a fixed batch dimension of 1)`,
-    };
+      logger,
+    );
+    telemetry.bind({ versions: () => this.versionInfo() });
     const context: HandlerContext = {
-      batcher: this.batcher,
-      model: served,
+      models: this.models,
       requestTimeoutMs: config.requestTimeoutMs,
       logger,
       isDraining: () => this.closing !== null,
@@ -194,11 +144,37 @@ export class InferenceServer {
       Predict: predictHandler(context),
       StreamPredict: streamPredictHandler(context, this.sessions),
       HealthCheck: (_call: unknown, callback: grpc.sendUnaryData<{ healthy: boolean; status: string }>) => {
-        callback(null, { healthy: this.serving, status: this.serving ? 'SERVING' : 'NOT_SERVING' });
+        const healthy = this.serving && this.models.allReady;
+        callback(null, { healthy, status: healthy ? 'SERVING' : 'NOT_SERVING' });
       },
     });
     this.health.addToServer(this.grpcServer);
     new ReflectionService(packageDefinition).addToServer(this.grpcServer);
+  }
+
+  private *versionInfo() {
+    for (const instance of this.models.instances()) {
+      yield {
+        name: instance.name,
+        version: instance.version,
+        inputWidth: instance.inputWidth,
+        outputWidth: instance.outputWidth,
+        executionProvider: instance.effective.executionProvider,
+        workers: instance.effective.workers,
+        queuedRows: () => instance.batcher.queuedRowCount,
+        inFlightBatches: () => instance.batcher.inFlightBatches,
+      };
+    }
+  }
+
+  /** The batcher of the default model's newest ready version (single-model servers and their tests). */
+  get batcher(): Batcher {
+    return this.models.resolve('', '').batcher;
+  }
+
+  /** The default model's newest ready version. */
+  get model(): ModelInstance {
+    return this.models.resolve('', '');
   }
 
   /** Open StreamPredict calls, and their messages read but not yet answered. */
@@ -208,55 +184,93 @@ export class InferenceServer {
     return { open: this.sessions.size, unanswered };
   }
 
-  /** Loads the model, starts the workers and warms them up; does not listen yet. */
+  /**
+   * Loads every model (MODEL_PATH, or the repository), starts their workers and warms them up; does not listen yet.
+   * A model that cannot be loaded at startup is a ConfigError naming the variable that decides it.
+   */
   static async create(
     config: Config,
     logger: Logger,
     telemetry: Telemetry,
     options: ServerOptions = {},
   ): Promise<InferenceServer> {
-    const model = await inspectServedModel(config);
-    if (!model.batches) {
-      logger.info(
-        { model: config.modelName, input: model.inputName },
-        `model ${config.modelName} takes one row at a time (its input's batch dimension is fixed at 1): serving it unbatched, batch_size at most 1`,
-      );
-    }
-    const layout: SlabLayout = {
-      maxBatchRows: maxBatchRows(config, model),
-      inputWidth: model.inputWidth,
-      outputWidth: model.outputWidth,
-    };
-    const slabs = allocateSlabs(config, layout, config.workers * SLABS_PER_WORKER);
-    const pool = new WorkerPool({
-      workers: config.workers,
-      taskTimeoutMs: config.workerTimeoutMs,
-      filename: options.workerFilename,
-      claimReleaseWaitMs: options.claimReleaseWaitMs,
-      init: {
-        modelPath: config.modelPath,
-        inputName: model.inputName,
-        outputName: model.outputName,
-        inputDims: model.inputDims,
-        outputDims: model.outputDims,
-        layout,
-        slabs,
-        claims: createClaims(slabs.length),
-        intraOpThreads: config.ortIntraOpThreads,
-        executionProvider: config.executionProvider,
-        workerIds: new SharedArrayBuffer(4),
-      },
-    });
+    const server = new InferenceServer(config, logger, telemetry, options);
     try {
-      // One one-row batch per slab, all at once: every worker loads its session before the server says SERVING.
-      const warmups = await Promise.all(slabs.map((_, slab) => pool.run(slab, 1)));
-      const failed = warmups.find((done) => done.error !== undefined);
-      if (failed) throw new Error(`model ${config.modelPath} fails on a batch of one row: ${failed.error}`);
+      if (server.watcher === null) {
+        await server.models.apply(singleModel(config));
+      } else {
+        server.watcher.scan();
+        await sleep(SETTLE_MS);
+        await server.models.apply(server.watcher.scan());
+      }
+      server.refuseStartupFailures();
     } catch (error) {
-      await pool.close();
+      await server.models.close();
       throw error;
     }
-    return new InferenceServer(config, model, pool, logger, telemetry, layout, slabs);
+    for (const instance of server.models.instances()) {
+      if (!instance.model.batches) {
+        logger.info(
+          { model: instance.name, version: instance.version, input: instance.model.inputName },
+          `model ${instance.name} version ${instance.version} does not batch (${instance.maxRowsLimit.replace(/^1, the most this model takes /, '')}): each request runs alone, batch_size at most 1`,
+        );
+      }
+    }
+    if (config.modelControlMode === 'poll' && server.watcher !== null) {
+      server.pollTimer = setInterval(() => void server.rescan(false), config.repositoryPollSecs * 1000);
+      server.pollTimer.unref();
+    }
+    return server;
+  }
+
+  /** At startup nothing may fail to load: exit 2 naming what to change (MODEL_PATH mode: the variable itself). */
+  private refuseStartupFailures(): void {
+    const failed = this.models.index().find((s) => s.state === 'UNAVAILABLE');
+    const broken = this.models.problems()[0];
+    if (failed === undefined && broken === undefined) {
+      if (this.config.defaultModel !== null && !this.models.modelNames().includes(this.config.defaultModel)) {
+        throw new ConfigError('DEFAULT_MODEL', this.config.defaultModel, `not a model of the repository (${this.models.modelNames().join(', ') || 'none'})`);
+      }
+      return;
+    }
+    if (this.config.modelRepository !== null) {
+      const reason = failed !== undefined ? `model "${failed.model}" version ${failed.version} failed to load: ${failed.reason}` : broken;
+      throw new ConfigError('MODEL_REPOSITORY', this.config.modelRepository, reason);
+    }
+    const error = this.models.failure(failed!.model, failed!.version);
+    const variable = error instanceof LoadError && error.variable !== null ? error.variable : 'MODEL_PATH';
+    const values: Record<string, string> = {
+      MODEL_PATH: this.config.modelPath,
+      OUTPUT_NAME: this.config.outputName ?? '',
+      MAX_RECEIVE_MESSAGE_BYTES: String(this.config.maxReceiveMessageBytes),
+      MAX_BATCH_SIZE: String(this.config.maxBatchSize),
+      WORKERS: String(this.config.workers),
+    };
+    throw new ConfigError(variable, values[variable] ?? '', failed!.reason);
+  }
+
+  /**
+   * Reads the repository again and brings what is loaded to it (SIGHUP; poll mode's timer with settle false, since
+   * its consecutive polls are the two scans). Failed loads are logged, counted and shown in the models' state; what
+   * serves keeps serving. Rescans do not overlap.
+   */
+  rescan(settle = true): Promise<void> {
+    const watcher = this.watcher;
+    if (watcher === null || this.closing !== null) return Promise.resolve();
+    this.rescanning ??= (async () => {
+      try {
+        if (settle) {
+          watcher.scan();
+          await sleep(SETTLE_MS);
+        }
+        await this.models.apply(watcher.scan());
+      } catch (error) {
+        this.logger.error({ err: error }, 'repository rescan failed');
+      } finally {
+        this.rescanning = null;
+      }
+    })();
+    return this.rescanning;
   }
 
   /** Listens on HOST:PORT (port 0: any free port) and reports SERVING; returns the bound port. */
@@ -273,9 +287,21 @@ export class InferenceServer {
 
   private setServing(serving: boolean): void {
     this.serving = serving;
-    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.updateHealth();
+  }
+
+  /**
+   * "" and inference.ModelService: SERVING while listening and every model that should be loaded has a ready
+   * version. Each model's own name: SERVING while it has a ready version.
+   */
+  private updateHealth(): void {
+    const status = this.serving && this.models.allReady ? 'SERVING' : 'NOT_SERVING';
     this.health.setStatus('', status);
     this.health.setStatus(SERVICE_NAME, status);
+    for (const name of this.models.modelNames()) this.healthNames.add(name);
+    for (const name of this.healthNames) {
+      this.health.setStatus(name, this.serving && this.models.isReady(name) ? 'SERVING' : 'NOT_SERVING');
+    }
   }
 
   /**
@@ -288,6 +314,7 @@ export class InferenceServer {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
     this.setServing(false);
     const stopped = new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
     for (const session of this.sessions) session.drain();
@@ -295,13 +322,15 @@ export class InferenceServer {
     const grace = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), graceMs);
     });
-    const outcome = await Promise.race([Promise.all([stopped, this.batcher.drain()]), grace]);
+    const outcome = await Promise.race([Promise.all([stopped, this.models.close()]), grace]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      this.logger.warn({ graceMs, queuedRows: this.batcher.queuedRowCount }, 'grace period over; cutting calls off');
+      let queuedRows = 0;
+      for (const instance of this.models.instances()) queuedRows += instance.batcher.queuedRowCount;
+      this.logger.warn({ graceMs, queuedRows }, 'grace period over; cutting calls off');
       this.grpcServer.forceShutdown();
+      await this.models.forceClose();
     }
-    await this.pool.close();
     await this.telemetry.shutdown();
   }
 }

@@ -77,23 +77,30 @@ const CLIENT_ERRORS = new Set([
   grpc.status.RESOURCE_EXHAUSTED,
 ]);
 
-export interface ServedModelInfo {
+/** What the gauges read of one loaded version. */
+export interface ServedVersionInfo {
   name: string;
   version: string;
   inputWidth: number;
   outputWidth: number;
   executionProvider: string;
   workers: number;
+  queuedRows(): number;
+  inFlightBatches(): number;
 }
 
 /** What the gauges read; bound once the server exists. */
 export interface TelemetrySources {
-  queuedRows(): number;
-  inFlightBatches(): number;
-  model: ServedModelInfo;
+  /** Every loaded version (ready or unloading). */
+  versions(): Iterable<ServedVersionInfo>;
 }
 
-export class Telemetry implements BatchObserver {
+/** The `model` and `version` labels of a version's metrics, made once per version. */
+function versionAttributes(model: string, version: string): Attributes {
+  return Object.freeze({ model, version });
+}
+
+export class Telemetry {
   readonly tracing: boolean;
   private readonly sdk: NodeSDK | null;
   private readonly tracer;
@@ -104,6 +111,9 @@ export class Telemetry implements BatchObserver {
   private readonly computeTime: Histogram;
   private readonly failedBatches;
   private readonly slabsSetAside;
+  private readonly modelLoads;
+  private readonly modelLoadTime: Histogram;
+  private readonly modelUnloads;
   private readonly workerBusy;
   private busySeconds = 0;
   private utilisationMark = { at: performance.now(), busy: 0 };
@@ -159,13 +169,24 @@ export class Telemetry implements BatchObserver {
       description: 'Seconds workers spent computing; rate() / workers is utilisation',
       unit: 's',
     });
-    this.meter.createObservableGauge('tickserve.queue.depth', { description: 'Rows waiting in the batcher queue', unit: '{row}' })
+    this.modelLoads = this.meter.createCounter('tickserve.model.loads', {
+      description: 'Model version loads, by model, version and outcome (success, failure)',
+    });
+    this.modelLoadTime = this.meter.createHistogram('tickserve.model.load.duration', {
+      description: 'Time to load and warm up a model version',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
+    });
+    this.modelUnloads = this.meter.createCounter('tickserve.model.unloads', {
+      description: 'Model version unloads (after answering every request they took), by model and version',
+    });
+    this.meter.createObservableGauge('tickserve.queue.depth', { description: 'Rows waiting in a version\'s batcher queue', unit: '{row}' })
       .addCallback((result) => {
-        if (this.sources) result.observe(this.sources.queuedRows());
+        for (const v of this.sources?.versions() ?? []) result.observe(v.queuedRows(), versionAttributes(v.name, v.version));
       });
-    this.meter.createObservableGauge('tickserve.batches.in_flight', { description: 'Batches handed to workers and not yet answered' })
+    this.meter.createObservableGauge('tickserve.batches.in_flight', { description: 'Batches handed to a version\'s workers and not yet answered' })
       .addCallback((result) => {
-        if (this.sources) result.observe(this.sources.inFlightBatches());
+        for (const v of this.sources?.versions() ?? []) result.observe(v.inFlightBatches(), versionAttributes(v.name, v.version));
       });
     this.meter.createObservableGauge('tickserve.worker.utilization', {
       description: 'Fraction of worker time spent computing since the previous collection',
@@ -176,20 +197,22 @@ export class Telemetry implements BatchObserver {
       const elapsedS = (now - this.utilisationMark.at) / 1000;
       const busy = this.busySeconds - this.utilisationMark.busy;
       this.utilisationMark = { at: now, busy: this.busySeconds };
-      if (elapsedS > 0) result.observe(Math.min(1, busy / (elapsedS * this.sources.model.workers)));
+      let workers = 0;
+      for (const v of this.sources.versions()) workers += v.workers;
+      if (elapsedS > 0 && workers > 0) result.observe(Math.min(1, busy / (elapsedS * workers)));
     });
-    this.meter.createObservableGauge('tickserve.model.info', { description: 'The served model (value 1)' })
+    this.meter.createObservableGauge('tickserve.model.info', { description: 'Each loaded model version (value 1)' })
       .addCallback((result) => {
-        const model = this.sources?.model;
-        if (!model) return;
-        result.observe(1, {
-          'model.name': model.name,
-          'model.version': model.version,
-          'model.input_width': model.inputWidth,
-          'model.output_width': model.outputWidth,
-          'model.execution_provider': model.executionProvider,
-          workers: model.workers,
-        });
+        for (const model of this.sources?.versions() ?? []) {
+          result.observe(1, {
+            'model.name': model.name,
+            'model.version': model.version,
+            'model.input_width': model.inputWidth,
+            'model.output_width': model.outputWidth,
+            'model.execution_provider': model.executionProvider,
+            workers: model.workers,
+          });
+        }
       });
   }
 
@@ -287,31 +310,52 @@ export class Telemetry implements BatchObserver {
     else this.logger.warn(entry, 'call failed');
   }
 
-  /** BatchObserver: a slab a dead or hung worker may still hold is out of use for good. */
-  onSlabSetAside(count: number, total: number): void {
-    this.slabsSetAside.add(1);
+  /** The BatchObserver of one model version: its batch metrics and spans carry the model and version. */
+  observerFor(model: string, version: string): BatchObserver {
+    const attributes = versionAttributes(model, version);
+    return {
+      onBatch: (members, batch, error) => this.onBatch(members, batch, error, attributes),
+      onSlabSetAside: (count, total) => this.onSlabSetAside(count, total, attributes),
+    };
+  }
+
+  /** A model version finished loading (or failed to). */
+  modelLoaded(model: string, version: string, outcome: 'success' | 'failure', seconds: number): void {
+    const attributes = { ...versionAttributes(model, version), outcome };
+    this.modelLoads.add(1, attributes);
+    this.modelLoadTime.record(seconds, attributes);
+  }
+
+  /** A model version finished unloading. */
+  modelUnloaded(model: string, version: string): void {
+    this.modelUnloads.add(1, versionAttributes(model, version));
+  }
+
+  /** A slab a dead or hung worker may still hold is out of use for good. */
+  private onSlabSetAside(count: number, total: number, attributes: Attributes): void {
+    this.slabsSetAside.add(1, attributes);
     this.logger.error(
-      { slabsSetAside: count, slabs: total },
+      { ...attributes, slabsSetAside: count, slabs: total },
       count < total
         ? 'a worker died or hung holding a batch slab; the slab is set aside (one batch fewer in flight at once)'
         : 'every batch slab is set aside after workers died or hung holding them; restart the server',
     );
   }
 
-  /** BatchObserver: batch metrics always; a batch span when any of its requests is traced. */
-  onBatch(members: readonly BatchRequest[], batch: BatchFigures, error: string | null): void {
-    this.batchRows.record(batch.rows);
-    if (error !== null) this.failedBatches.add(1);
+  /** Batch metrics always; a batch span when any of its requests is traced. */
+  private onBatch(members: readonly BatchRequest[], batch: BatchFigures, error: string | null, version: Attributes): void {
+    this.batchRows.record(batch.rows, version);
+    if (error !== null) this.failedBatches.add(1, version);
     else {
-      this.computeTime.record(batch.computeUs);
+      this.computeTime.record(batch.computeUs, version);
       this.busySeconds += batch.computeUs / 1e6;
-      this.workerBusy.add(batch.computeUs / 1e6);
+      this.workerBusy.add(batch.computeUs / 1e6, version);
     }
     let maxWaitUs = 0;
     let sumWaitUs = 0;
     for (const request of members) {
       const waitUs = (batch.dispatchedAt - request.enqueuedAt) * 1000;
-      this.queueWait.record(waitUs);
+      this.queueWait.record(waitUs, version);
       sumWaitUs += waitUs;
       if (waitUs > maxWaitUs) maxWaitUs = waitUs;
     }
@@ -327,7 +371,6 @@ export class Telemetry implements BatchObserver {
       parent ??= traced;
     }
     if (parent === undefined) return; // no sampled request rode in this batch
-    const model = this.sources?.model;
     const attributes: Attributes = {
       'tickserve.batch.rows': batch.rows,
       'tickserve.batch.requests': members.length,
@@ -335,8 +378,8 @@ export class Telemetry implements BatchObserver {
       'tickserve.batch.queue_wait_us.mean': Math.round(sumWaitUs / Math.max(1, members.length)),
       'tickserve.batch.compute_us': Math.round(batch.computeUs),
       'tickserve.worker.id': batch.worker,
-      'model.name': model?.name ?? '',
-      'model.version': model?.version ?? '',
+      'model.name': version.model as string,
+      'model.version': version.version as string,
     };
     const span = this.tracer.startSpan('inference.batch', { kind: SpanKind.INTERNAL, startTime: epochMs(batch.dispatchedAt), links, attributes }, trace.setSpanContext(ROOT_CONTEXT, parent));
     if (error !== null) span.setStatus({ code: SpanStatusCode.ERROR, message: error });

@@ -37,7 +37,8 @@ export function retireOnFault(handler: BatchHandler, identity: WorkerIdentity): 
 
 export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity }> {
   const identity = { worker: Atomics.add(new Int32Array(init.workerIds), 0, 1), threadId };
-  const session = await openSession(init.modelPath, init.executionProvider, init.intraOpThreads, identity.worker);
+  const device = init.deviceIds.length > 0 ? init.deviceIds[identity.worker % init.deviceIds.length] : identity.worker;
+  const session = await openSession(init.modelPath, init.executionProvider, init.intraOpThreads, device);
   const { layout } = init;
   const slabs = init.slabs.map((slab) => slabViews(slab, layout));
   const claims = new Int32Array(init.claims);
@@ -50,7 +51,8 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
     let feed = feeds[rows];
     if (feed === undefined) {
       const data = privateInput.subarray(0, rows * layout.inputWidth);
-      feed = { [init.inputName]: new ort.Tensor('float32', data, [rows, ...init.inputDims]) };
+      const shape = init.batches ? [rows, ...init.inputDims] : init.inputDims;
+      feed = { [init.inputName]: new ort.Tensor('float32', data, shape) };
       feeds[rows] = feed;
     }
     return feed;
@@ -58,7 +60,28 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
   const failed = (error: string): BatchDone => ({ computeUs: 0, ...identity, error });
   const revoked: BatchDone = { computeUs: 0, ...identity, revoked: true };
 
+  // Warm-up, before the first task: the first run of each batch shape pays onnxruntime's allocations and planning.
+  // A model that fails it (an error, or the wrong output shape for a batch size) fails every batch it is given,
+  // with the reason, so that its load fails with it.
+  let warmupFailure: string | null = null;
+  try {
+    for (const sample of init.warmup) {
+      const values = privateInput.subarray(0, sample.rows * layout.inputWidth);
+      for (let n = 0; n < sample.count; n++) {
+        if (sample.source === 'zero') values.fill(0);
+        else if (sample.source === 'random') for (let i = 0; i < values.length; i++) values[i] = Math.random();
+        else for (let r = 0; r < sample.rows; r++) values.set(sample.source, r * layout.inputWidth);
+        const result = (await session.run(feedFor(sample.rows)))[init.outputName];
+        const wrongShape = outputShapeError(init.outputName, result.dims, sample.rows, init.outputDims, init.batches);
+        if (wrongShape !== null) throw new Error(wrongShape);
+      }
+    }
+  } catch (error) {
+    warmupFailure = `warm-up failed: ${error instanceof Error ? error.message : String(error)}`;
+  }
+
   const handler = async ({ slab, rows, ticket }: BatchTask): Promise<BatchDone> => {
+    if (warmupFailure !== null) return failed(warmupFailure);
     const started = performance.now();
     const { input, output } = slabs[slab];
     if (!claimSlab(claims, slab, ticket)) return revoked;
@@ -72,7 +95,7 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
     }
     // The shape, not only the count: rows must line up one-to-one with the batch's input rows, or one caller's
     // rows would be answered to another.
-    const wrongShape = outputShapeError(init.outputName, result.dims, rows, init.outputDims);
+    const wrongShape = outputShapeError(init.outputName, result.dims, rows, init.outputDims, init.batches);
     if (wrongShape !== null) return failed(wrongShape);
     if (!claimSlab(claims, slab, ticket)) return revoked;
     output.set(result.data as Float32Array, 0);

@@ -10,8 +10,10 @@ export interface WorkerInit {
   outputName: string;
   /** The model input's non-batch dimensions; their product is layout.inputWidth. */
   inputDims: number[];
-  /** The served output's non-batch dimensions; every batch's output must be [rows, ...outputDims]. */
+  /** The served output's dimensions for one row; every batch's output must be [rows, ...outputDims]. */
   outputDims: number[];
+  /** False: the model does not batch; each task is one request whose tensors are exactly inputDims / outputDims. */
+  batches: boolean;
   layout: SlabLayout;
   slabs: SharedArrayBuffer[];
   /** One Int32 claim word per slab (see slab.ts). */
@@ -20,6 +22,17 @@ export interface WorkerInit {
   executionProvider: ExecutionProvider;
   /** One Int32 that each worker increments once to take its id (and, with CUDA, its GPU). */
   workerIds: SharedArrayBuffer;
+  /** With CUDA: the GPU of worker i is deviceIds[i % length]; empty: GPU i. */
+  deviceIds: number[];
+  /** Batches each worker runs once, before it takes any task, so that no real request pays a first run. */
+  warmup: WarmupSample[];
+}
+
+/** A warm-up batch of `rows` rows: zeros, uniform random numbers in [0, 1), or one row repeated. */
+export interface WarmupSample {
+  rows: number;
+  source: 'zero' | 'random' | Float32Array;
+  count: number;
 }
 
 /** One batch to run: the slab that holds it and how many of its input rows are filled. */

@@ -1,5 +1,5 @@
 // Test models, written by the project's own ONNX writer into a temporary folder, and an in-process reference.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -126,3 +126,31 @@ export const SHAPED_MODELS = {
     initializers: [ONE],
   }),
 };
+
+/** A model folder of a repository: its config.pbtxt (if any) and its version folders' models. */
+export interface RepositoryModel {
+  config?: string;
+  versions: Record<string, GraphSpec | MlpSpec>;
+}
+
+const isGraph = (spec: GraphSpec | MlpSpec): spec is GraphSpec => 'nodes' in spec;
+
+/** Writes one version folder's model.onnx (or `filename`). */
+export function writeVersion(root: string, model: string, version: string, spec: GraphSpec | MlpSpec, filename = 'model.onnx'): string {
+  const folder = path.join(root, model, version);
+  mkdirSync(folder, { recursive: true });
+  const file = path.join(folder, filename);
+  writeFileSync(file, encodeModel(isGraph(spec) ? spec : mlpGraph(spec)));
+  return file;
+}
+
+/** A Triton-layout repository in a fresh temporary folder; returns its path. */
+export function writeRepository(models: Record<string, RepositoryModel>): string {
+  const root = mkdtempSync(path.join(tmpdir(), 'tickserve-repo-'));
+  for (const [name, model] of Object.entries(models)) {
+    mkdirSync(path.join(root, name), { recursive: true });
+    if (model.config !== undefined) writeFileSync(path.join(root, name, 'config.pbtxt'), model.config);
+    for (const [version, spec] of Object.entries(model.versions)) writeVersion(root, name, version, spec);
+  }
+  return root;
+}

@@ -1,13 +1,12 @@
-// What the RPC handlers share: the batcher, the served model and the per-call limits.
+// What the RPC handlers share: the model registry (each request is routed to a version, which owns its batcher) and
+// the per-call limits.
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call';
 import type { Logger } from 'pino';
-import type { Batcher } from '../../batching/batcher';
-import type { ServedModel } from '../admission';
+import type { ModelRegistry } from '../../models/registry';
 import type { Telemetry } from '../telemetry';
 
 export interface HandlerContext {
-  batcher: Batcher;
-  model: ServedModel;
+  models: ModelRegistry;
   /** Server-side deadline for calls whose client set none; 0: none. */
   requestTimeoutMs: number;
   logger: Logger;

@@ -3,7 +3,8 @@ import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grp
 import type { SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import type { BatchFigures, BatchRequest } from '../../batching/batcher';
-import { admit } from '../admission';
+import type { ModelInstance } from '../../models/instance';
+import { admit, route } from '../admission';
 import { encodeResponse, type PredictRequest } from '../codec';
 import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
 import type { Telemetry } from '../telemetry';
@@ -52,7 +53,7 @@ class UnaryRequest implements BatchRequest {
 }
 
 export function predictHandler(context: HandlerContext) {
-  const { batcher, model, telemetry } = context;
+  const { models, telemetry } = context;
   const refuse = (error: unknown, callback: sendUnaryData<Buffer>, receivedAt: number, spanContext: SpanContext | undefined) => {
     const failure = toServingError(error, (cause) => telemetry.logUnexpected(METHOD, cause, spanContext));
     callback({ code: failure.code, details: failure.message });
@@ -62,8 +63,10 @@ export function predictHandler(context: HandlerContext) {
     const receivedAt = performance.now();
     context.counters.predictCalls++;
     let rows: number;
+    let model: ModelInstance;
     try {
       if (context.isDraining()) throw unavailable(SHUTTING_DOWN);
+      model = route(call.request, models);
       rows = admit(call.request, model);
     } catch (error) {
       refuse(error, callback, receivedAt, telemetry.spanContextOf(call.metadata));
@@ -80,6 +83,8 @@ export function predictHandler(context: HandlerContext) {
       telemetry,
       telemetry.spanContextOf(call.metadata),
     );
+    // Routed and enqueued in one synchronous step: the version cannot begin to unload in between (instance.ts).
+    const batcher = model.batcher;
     if (!batcher.enqueue(request)) {
       refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`), callback, receivedAt, request.spanContext);
       return;

@@ -1,16 +1,19 @@
 // StreamPredict: every message gets exactly one answer, in the order received, whatever batches and workers
-// computed them. A bad message is answered in its own slot (error set, no predictions) and the stream goes on.
+// computed them. A bad message is answered in its own slot (error set, no predictions) and the stream goes on. Each
+// message is routed on its own (model_name, model_version): one stream may mix models, and it stays open across
+// reloads, its answers switching from the old version to the new exactly once.
 //
 // Flow control: the session stops reading (call.pause(), so HTTP/2 flow control pushes back on the client) while
 //   - STREAM_WINDOW messages of this stream are unanswered, or
-//   - the batcher's queue has no room (held slots wait for room rather than fail), or
+//   - a batcher's queue has no room (held slots wait for room rather than fail), or
 //   - the client does not read its answers (write() returned false; reading resumes on 'drain').
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { SpanStatusCode, type Span, type SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import type { BatchFigures, BatchRequest } from '../../batching/batcher';
 import { RingQueue } from '../../batching/queue';
-import { admit } from '../admission';
+import type { ModelInstance } from '../../models/instance';
+import { admit, route } from '../admission';
 import { encodeFailure, encodeResponse, type PredictRequest } from '../codec';
 import { toServingError, type ServingError } from '../errors';
 import { clientDeadline, requestDeadline, SHUTTING_DOWN, type HandlerContext } from './context';
@@ -33,6 +36,10 @@ class StreamSlot implements BatchRequest {
 
   constructor(
     private readonly session: StreamSession,
+    /** The version that takes it; null for a message refused before routing. Re-routed while held (see onRoom). */
+    public target: ModelInstance | null,
+    /** As the message asked, for re-routing a held slot whose version began to unload. */
+    readonly request: PredictRequest | null,
     readonly featureBytes: Buffer,
     readonly rows: number,
     readonly deadline: number,
@@ -45,7 +52,7 @@ class StreamSlot implements BatchRequest {
   complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
     this.response = encodeResponse(output, start, end, {
       latencyMs: batch.finishedAt - this.receivedAt,
-      versionField: this.session.versionField,
+      versionField: this.target!.versionField,
       batchRows: batch.rows,
       queueUs: (batch.dispatchedAt - this.enqueuedAt) * 1000,
       computeUs: batch.computeUs,
@@ -58,7 +65,7 @@ class StreamSlot implements BatchRequest {
 
   fail(error: ServingError): void {
     const latencyMs = performance.now() - this.receivedAt;
-    this.response = encodeFailure(latencyMs, this.session.versionField, { code: error.code, message: error.message });
+    this.response = encodeFailure(latencyMs, this.target?.versionField ?? NO_BYTES, { code: error.code, message: error.message });
     this.session.answered(error.code);
     if (this.span !== null) {
       this.span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
@@ -69,7 +76,6 @@ class StreamSlot implements BatchRequest {
 }
 
 class StreamSession {
-  readonly versionField: Buffer;
   /** The client's deadline for the whole stream (Infinity: none; then REQUEST_TIMEOUT_MS applies per message). */
   private readonly clientDeadline: number;
   /** The stream's span; its messages' batches link to it (or to their own message spans). */
@@ -92,7 +98,6 @@ class StreamSession {
     private readonly context: HandlerContext,
     private readonly sessions: Set<StreamSession>,
   ) {
-    this.versionField = context.model.versionField;
     this.clientDeadline = clientDeadline(call, performance.now());
     this.spanContext = context.telemetry.spanContextOf(call.metadata);
     sessions.add(this);
@@ -122,14 +127,15 @@ class StreamSession {
     const receivedAt = performance.now();
     let slot: StreamSlot;
     try {
-      const rows = admit(request, this.context.model);
+      const target = route(request, this.context.models);
+      const rows = admit(request, target);
       const span = this.context.telemetry.startMessageSpan(this.spanContext, this.messages++);
       const deadline = requestDeadline(this.clientDeadline, receivedAt, this.context.requestTimeoutMs);
-      slot = new StreamSlot(this, request.featureBytes, rows, deadline, receivedAt, span);
+      slot = new StreamSlot(this, target, request, request.featureBytes, rows, deadline, receivedAt, span);
       this.slots.push(slot);
-      if (this.held.length > 0 || !this.context.batcher.enqueue(slot)) this.hold(slot);
+      if (this.held.length > 0 || !target.batcher.enqueue(slot)) this.hold(slot);
     } catch (error) {
-      slot = new StreamSlot(this, NO_BYTES, 0, Infinity, receivedAt, null);
+      slot = new StreamSlot(this, null, null, NO_BYTES, 0, Infinity, receivedAt, null);
       this.slots.push(slot);
       slot.fail(toServingError(error, (cause) => this.context.telemetry.logUnexpected(METHOD, cause, this.spanContext)));
     }
@@ -140,18 +146,29 @@ class StreamSession {
     this.held.push(slot);
     if (!this.waitingForRoom) {
       this.waitingForRoom = true;
-      this.context.batcher.onceRoom(this.onRoom);
+      this.held.peek()!.target!.batcher.onceRoom(this.onRoom);
     }
   }
 
+  // Held slots are the tail of the stream (once one is held, every later message is held behind it), so they go
+  // to their batchers in order. A held slot whose version began to unload was never accepted by it: it is routed
+  // again as its message asked, which can only move it to a newer version than the slots before it took.
   private readonly onRoom = (): void => {
     this.waitingForRoom = false;
     if (this.closed) return;
-    const batcher = this.context.batcher;
     for (let slot = this.held.peek(); slot !== undefined; slot = this.held.peek()) {
-      if (!batcher.enqueue(slot)) {
+      if (!slot.target!.accepting) {
+        try {
+          slot.target = route(slot.request!, this.context.models);
+        } catch (error) {
+          this.held.shift();
+          slot.fail(toServingError(error, (cause) => this.context.telemetry.logUnexpected(METHOD, cause, this.spanContext)));
+          continue;
+        }
+      }
+      if (!slot.target!.batcher.enqueue(slot)) {
         this.waitingForRoom = true;
-        batcher.onceRoom(this.onRoom);
+        slot.target!.batcher.onceRoom(this.onRoom);
         break;
       }
       this.held.shift();
@@ -198,8 +215,7 @@ class StreamSession {
     this.sessions.delete(this);
     const ended = performance.now() - this.startedAt;
     this.context.telemetry.callEnded(METHOD, status.CANCELLED, ended, 'cancelled by the client or its deadline', this.spanContext);
-    const batcher = this.context.batcher;
-    for (let slot = this.slots.shift(); slot !== undefined; slot = this.slots.shift()) batcher.cancel(slot);
+    for (let slot = this.slots.shift(); slot !== undefined; slot = this.slots.shift()) slot.target?.batcher.cancel(slot);
     while (this.held.shift() !== undefined);
   };
 

@@ -1,0 +1,367 @@
+// One loaded version of one model: its effective configuration, its own slabs, worker pool and batcher. Versions
+// never share a batch. Its life:
+//
+//   LOADING      inspect the model (and check config.pbtxt against it), lay out slabs, start the workers, warm up
+//   READY        the registry routes new requests to it
+//   UNLOADING    the registry routes nothing more to it; every request it already took is answered on it (queued
+//                and in-flight batches finish), then its workers close and its memory goes
+//   UNLOADED     gone; a load that failed never gets past LOADING (the registry records why)
+//
+// A request is routed and enqueued in one synchronous step (registry.resolve, then batcher.enqueue), so a version
+// cannot start unloading between the two: whatever it accepted, it answers.
+import { totalmem } from 'node:os';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { Batcher, type BatchObserver } from '../batching/batcher';
+import { createClaims, createSlab, slabBytes, type SlabLayout } from '../batching/slab';
+import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo } from '../workers/model-info';
+import { WorkerPool } from '../workers/pool';
+import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
+import { encodeVersionField } from '../main/codec';
+import type { ModelConfig } from './config';
+
+export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNLOADED';
+
+/** What the server's environment says for every model; a model's config.pbtxt overrides it. */
+export interface ServingDefaults {
+  maxBatchSize: number;
+  maxQueueDelayUs: number;
+  preferredBatchSizes: readonly number[];
+  maxQueueSize: number;
+  workers: number;
+  ortIntraOpThreads: number;
+  workerTimeoutMs: number;
+  executionProvider: ExecutionProvider;
+  maxReceiveMessageBytes: number;
+  /** OUTPUT_NAME: the output to serve of a model with several, when its config does not name one. */
+  outputName: string | null;
+}
+
+/** Everything needed to load one version. */
+export interface VersionSpec {
+  model: string;
+  version: string;
+  /** The ONNX file. */
+  file: string;
+  /** The model's parsed config.pbtxt and its path; null: auto-complete from the ONNX file and the environment. */
+  config: ModelConfig | null;
+  configFile: string | null;
+  /** What the repository saw of the files; a different fingerprint is a different instance of the version. */
+  fingerprint: string;
+}
+
+/** The configuration a version actually runs with: config.pbtxt where it speaks, else the environment and the model. */
+export interface EffectiveConfig {
+  /** 0: the model does not batch (one request at a time, tensors as sent). */
+  maxBatchSize: number;
+  maxQueueDelayUs: number;
+  preferredBatchSizes: number[];
+  workers: number;
+  executionProvider: ExecutionProvider;
+  /** GPU per worker (instance_group gpus), by worker index; empty: worker i uses GPU i. */
+  deviceIds: number[];
+  /** The batch sizes each worker ran once before the version was marked ready. */
+  warmupBatchSizes: number[];
+}
+
+/** A refusal to load, worded for the model's state and the log; `variable` when an environment variable decides. */
+export class LoadError extends Error {
+  override readonly name = 'LoadError';
+  constructor(
+    message: string,
+    readonly variable: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** Batches that may be in flight at once, per worker: one computing, one assembled and waiting to start. */
+export const SLABS_PER_WORKER = 2;
+
+/** The share of the machine's (or the container's) memory that one version's batch slabs may take. */
+const SLAB_MEMORY_SHARE = 0.5;
+
+const FLOAT_BYTES = 4;
+
+export interface InstanceHooks {
+  logger: Logger;
+  /** Told of every batch of this version (metrics and spans carry the model and version). */
+  observer: BatchObserver;
+  /** Worker entry for the pool; tests pass fixtures. */
+  workerFilename?: string;
+  /** How long a failed batch's slab waits for its worker to let go of it (slab.ts); tests shorten it. */
+  claimReleaseWaitMs?: number;
+}
+
+export class ModelInstance {
+  state: VersionState = 'READY';
+  readonly name: string;
+  readonly version: string;
+  /** The largest batch_size a request may carry, and what sets it (for the refusal's message). */
+  readonly maxRows: number;
+  readonly maxRowsLimit: string;
+  readonly inputWidth: number;
+  readonly outputWidth: number;
+  /** The version as an encoded model_version field, copied into every ModelService answer it computes. */
+  readonly versionField: Buffer;
+  private unloading: Promise<void> | null = null;
+
+  private constructor(
+    readonly spec: VersionSpec,
+    readonly model: ModelInfo,
+    readonly effective: EffectiveConfig,
+    readonly batcher: Batcher,
+    private readonly pool: WorkerPool,
+    readonly loadedAt: number,
+  ) {
+    this.name = spec.model;
+    this.version = spec.version;
+    this.maxRows = batcher.maxBatchRows;
+    this.inputWidth = model.inputWidth;
+    this.outputWidth = model.outputWidth;
+    this.versionField = encodeVersionField(spec.version);
+    this.maxRowsLimit = model.batches
+      ? `${spec.config?.maxBatchSize !== undefined ? 'max_batch_size' : 'MAX_BATCH_SIZE'} ${this.maxRows}`
+      : spec.config?.maxBatchSize === 0
+        ? `1, the most this model takes (its config.pbtxt sets max_batch_size 0)`
+        : `1, the most this model takes (its input "${model.inputName}" has a fixed batch dimension of 1)`;
+  }
+
+  /** Loads, lays out, starts and warms up one version; throws LoadError (or the worker's failure) on any problem. */
+  static async load(spec: VersionSpec, defaults: ServingDefaults, hooks: InstanceHooks): Promise<ModelInstance> {
+    const config = spec.config;
+    const provider = executionProviderOf(config, defaults);
+    const model = await inspect(spec, defaults, provider);
+    const effective = effectiveConfig(spec, defaults, model, provider);
+    const layout: SlabLayout = {
+      maxBatchRows: Math.max(1, effective.maxBatchSize),
+      inputWidth: model.inputWidth,
+      outputWidth: model.outputWidth,
+    };
+    const slabs = allocateSlabs(spec, layout, effective.workers * SLABS_PER_WORKER);
+    const pool = new WorkerPool({
+      workers: effective.workers,
+      taskTimeoutMs: defaults.workerTimeoutMs,
+      filename: hooks.workerFilename,
+      claimReleaseWaitMs: hooks.claimReleaseWaitMs,
+      init: {
+        modelPath: spec.file,
+        inputName: model.inputName,
+        outputName: model.outputName,
+        inputDims: model.inputDims,
+        outputDims: model.outputDims,
+        batches: model.batches,
+        layout,
+        slabs,
+        claims: createClaims(slabs.length),
+        intraOpThreads: defaults.ortIntraOpThreads,
+        executionProvider: provider,
+        deviceIds: effective.deviceIds,
+        warmup: warmupSamples(spec, model, effective),
+        workerIds: new SharedArrayBuffer(4),
+      },
+    });
+    try {
+      // One one-row batch per slab, all at once: every worker has opened its session and run its warm-up (which
+      // happens before a worker takes its first task) before the version is marked ready.
+      const warmups = await Promise.all(slabs.map((_, slab) => pool.run(slab, 1)));
+      const failed = warmups.find((done) => done.error !== undefined);
+      if (failed?.error !== undefined) {
+        const what = failed.error.startsWith('warm-up failed') ? failed.error : `fails on a batch of one row: ${failed.error}`;
+        throw new LoadError(`model ${spec.file} ${what}`);
+      }
+    } catch (error) {
+      await pool.close();
+      if (error instanceof LoadError) throw error;
+      throw new LoadError(`warm-up failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const batcher = new Batcher({
+      maxBatchRows: layout.maxBatchRows,
+      maxQueueDelayUs: effective.maxQueueDelayUs,
+      preferredBatchSizes: effective.preferredBatchSizes,
+      maxQueueRows: Math.max(defaults.maxQueueSize, layout.maxBatchRows),
+      layout,
+      slabs,
+      executor: pool,
+      observer: hooks.observer,
+    });
+    return new ModelInstance(spec, model, effective, batcher, pool, Date.now());
+  }
+
+  /** Whether new requests may be routed here. */
+  get accepting(): boolean {
+    return this.state === 'READY';
+  }
+
+  /**
+   * Takes no more requests; answers every one it took (queued and in-flight batches finish here), then closes its
+   * workers. Idempotent.
+   */
+  unload(): Promise<void> {
+    this.unloading ??= (async () => {
+      this.state = 'UNLOADING';
+      await this.batcher.drain();
+      await this.pool.close();
+      this.state = 'UNLOADED';
+    })();
+    return this.unloading;
+  }
+
+  /** Shutdown past its grace period: stop the workers whatever is left. */
+  async forceClose(): Promise<void> {
+    this.state = 'UNLOADING';
+    await this.pool.close();
+    this.state = 'UNLOADED';
+  }
+}
+
+function executionProviderOf(config: ModelConfig | null, defaults: ServingDefaults): ExecutionProvider {
+  const kinds = new Set((config?.instanceGroups ?? []).map((g) => g.kind).filter((k) => k !== 'auto'));
+  if (kinds.size > 1) throw new LoadError('instance_group mixes KIND_CPU and KIND_GPU; tickserve runs a version on one kind');
+  const [kind] = kinds;
+  return kind === 'gpu' ? 'cuda' : kind === 'cpu' ? 'cpu' : defaults.executionProvider;
+}
+
+async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: ExecutionProvider): Promise<ModelInfo> {
+  const config = spec.config;
+  const declared: DeclaredSignature | null =
+    config === null || (config.inputs.length === 0 && config.outputs.length === 0 && config.maxBatchSize === undefined)
+      ? null
+      : {
+          file: spec.configFile ?? 'config.pbtxt',
+          // Unset with tensors declared: as Triton, the model's own first dimension decides (see below).
+          maxBatchSize: config.maxBatchSize ?? -1,
+          inputs: config.inputs,
+          outputs: config.outputs,
+        };
+  // With no max_batch_size in the config, whether the model batches is still the ONNX file's to say.
+  const declaredForCheck = declared !== null && declared.maxBatchSize < 0 ? null : declared;
+  const outputName = config?.outputs.length === 1 ? config.outputs[0].name : defaults.outputName;
+  let model: ModelInfo;
+  try {
+    model = await inspectModel(spec.file, provider, { outputName, declared: declaredForCheck });
+  } catch (error) {
+    if (error instanceof ModelRefused) throw new LoadError(error.message, error.variable === 'OUTPUT_NAME' ? 'OUTPUT_NAME' : null);
+    throw new LoadError(error instanceof Error ? error.message : String(error));
+  }
+  // A request of one row: the features field's tag and length, then the row's floats.
+  const rowBytes = model.inputWidth * FLOAT_BYTES;
+  const oneRowMessage = rowBytes + 1 + varintLength(rowBytes);
+  if (oneRowMessage > defaults.maxReceiveMessageBytes) {
+    throw new LoadError(
+      `a request of one row of ${model.inputWidth} floats (${model.inputWidth} × 4 bytes) needs at least ` +
+        `${oneRowMessage} bytes, so every request would be refused; raise MAX_RECEIVE_MESSAGE_BYTES to at least ${oneRowMessage}`,
+      'MAX_RECEIVE_MESSAGE_BYTES',
+    );
+  }
+  return model;
+}
+
+function effectiveConfig(spec: VersionSpec, defaults: ServingDefaults, model: ModelInfo, provider: ExecutionProvider): EffectiveConfig {
+  const config = spec.config;
+  const maxBatchSize = model.batches ? (config?.maxBatchSize ?? defaults.maxBatchSize) : 0;
+  if (model.batches && maxBatchSize === 0) {
+    throw new LoadError(`max_batch_size is 0 but the model's input "${model.inputName}" has a dynamic batch dimension`);
+  }
+  const rows = Math.max(1, maxBatchSize);
+  const preferred = (config?.dynamicBatching?.preferredBatchSizes ?? defaults.preferredBatchSizes).filter((n) => n <= rows);
+  const groups = config?.instanceGroups ?? [];
+  const counted = groups.filter((g) => g.count !== undefined);
+  const workers = counted.length > 0 ? counted.reduce((sum, g) => sum + (g.count ?? 0), 0) : defaults.workers;
+  const deviceIds = groups.flatMap((g) => g.gpus);
+  const warmupBatchSizes = config !== null && config.warmup.length > 0
+    ? [...new Set(config.warmup.map((w) => Math.max(1, w.batchSize)))]
+    : defaultWarmupSizes(rows, preferred);
+  return {
+    maxBatchSize,
+    maxQueueDelayUs: config?.dynamicBatching?.maxQueueDelayUs ?? defaults.maxQueueDelayUs,
+    preferredBatchSizes: [...preferred].sort((a, b) => a - b),
+    workers: Math.max(1, workers),
+    executionProvider: provider,
+    deviceIds,
+    warmupBatchSizes,
+  };
+}
+
+/**
+ * Without model_warmup: zeros at 1, 2, 4, ... up to the largest batch, the preferred sizes and the largest itself,
+ * so that the first real batch of a common size does not pay onnxruntime's first-run cost (its allocations for a
+ * shape). Sizes in between cost little once their neighbours have run.
+ */
+function defaultWarmupSizes(maxRows: number, preferred: readonly number[]): number[] {
+  const sizes = new Set<number>([...preferred, maxRows]);
+  for (let n = 1; n < maxRows; n *= 2) sizes.add(n);
+  return [...sizes].sort((a, b) => a - b);
+}
+
+/** The warm-up batches every worker runs once before it takes work: model_warmup's samples, else zeros. */
+function warmupSamples(spec: VersionSpec, model: ModelInfo, effective: EffectiveConfig): WarmupSample[] {
+  const config = spec.config;
+  if (config === null || config.warmup.length === 0) {
+    return effective.warmupBatchSizes.map((rows) => ({ rows, source: 'zero', count: 1 }));
+  }
+  return config.warmup.map((sample) => {
+    const rows = Math.max(1, sample.batchSize);
+    const inputs = Object.entries(sample.inputs);
+    const input = sample.inputs[model.inputName];
+    if (inputs.length !== 1 || input === undefined) {
+      throw new LoadError(`model_warmup "${sample.name}" must give exactly the model's input "${model.inputName}"`);
+    }
+    if (input.dataType !== 'FP32') throw new LoadError(`model_warmup "${sample.name}": input "${model.inputName}" is FP32, not ${input.dataType}`);
+    const width = input.dims.reduce((a, b) => a * b, 1);
+    if (width !== model.inputWidth) {
+      throw new LoadError(`model_warmup "${sample.name}": dims [${input.dims.join(', ')}] hold ${width} values a row; the model's row is ${model.inputWidth}`);
+    }
+    if (rows > Math.max(1, effective.maxBatchSize)) {
+      throw new LoadError(`model_warmup "${sample.name}": batch_size ${rows} is over max_batch_size ${effective.maxBatchSize}`);
+    }
+    const count = Math.max(1, sample.count);
+    if (input.source === 'zero' || input.source === 'random') return { rows, source: input.source, count };
+    // As Triton: input_data_file is read from the model's warmup/ folder, raw little-endian values for one row.
+    const file = path.join(path.dirname(path.dirname(spec.file)), 'warmup', input.source.file);
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file);
+    } catch (error) {
+      throw new LoadError(`model_warmup "${sample.name}": cannot read ${file} (${error instanceof Error ? error.message : String(error)})`);
+    }
+    if (bytes.length !== width * FLOAT_BYTES) {
+      throw new LoadError(`model_warmup "${sample.name}": ${file} holds ${bytes.length} bytes; one row is ${width * FLOAT_BYTES}`);
+    }
+    const row = new Float32Array(width);
+    Buffer.from(row.buffer).set(bytes);
+    return { rows, source: row, count };
+  });
+}
+
+/** One slab per batch that may be in flight, made once; refused with the numbers when they cannot fit. */
+function allocateSlabs(spec: VersionSpec, layout: SlabLayout, count: number): SharedArrayBuffer[] {
+  const bytes = slabBytes(layout) * count;
+  const constrained = process.constrainedMemory?.() ?? 0;
+  const memory = constrained > 0 ? Math.min(constrained, totalmem()) : totalmem();
+  const budget = Math.floor(memory * SLAB_MEMORY_SHARE);
+  const describe = () =>
+    `slab memory = ${layout.maxBatchRows} rows × (${layout.inputWidth} + ${layout.outputWidth}) floats × 4 bytes × ` +
+    `${count} slabs (${SLABS_PER_WORKER} per worker) = ${formatBytes(bytes)}`;
+  const fromConfig = spec.config?.maxBatchSize !== undefined;
+  const variable = layout.maxBatchRows > 1 && !fromConfig ? 'MAX_BATCH_SIZE' : layout.maxBatchRows > 1 ? null : 'WORKERS';
+  const lower = layout.maxBatchRows > 1 ? `lower ${fromConfig ? 'max_batch_size' : 'MAX_BATCH_SIZE'} or WORKERS` : 'lower WORKERS';
+  if (bytes > budget) {
+    throw new LoadError(
+      `${describe()}, over the ${formatBytes(budget)} the slabs may take (half of ${formatBytes(memory)} of memory); ${lower}`,
+      variable,
+    );
+  }
+  try {
+    return Array.from({ length: count }, () => createSlab(layout));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new LoadError(`${describe()}, which could not be allocated (${reason}); ${lower}`, variable);
+  }
+}
+
+const formatBytes = (bytes: number) =>
+  bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`;
+
+const varintLength = (value: number) => Math.max(1, Math.ceil(Math.log2(value + 1) / 7));

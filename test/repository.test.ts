@@ -1,0 +1,357 @@
+// The model repository: Triton's layout read and watched, several models and versions served at once, routing by
+// model_name and model_version, and reloads (SIGHUP, poll) that lose nothing. Real ONNX models, a real server.
+import * as grpc from '@grpc/grpc-js';
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { encodeModel, mlpGraph, type MlpSpec } from '../scripts/onnx-writer';
+import { ConfigError } from '../src/main/config';
+import { InferenceServer } from '../src/main/server';
+import { Telemetry } from '../src/main/telemetry';
+import { keptVersions, RepositoryWatcher } from '../src/models/repository';
+import { featuresFor, referenceOutputs, SHAPED_MODELS, writeRepository, writeVersion } from './helpers/models';
+import { expectStatus, predict, startServer, testConfig, type TestServer } from './helpers/server';
+
+const mlp = (seed: number, width = 6, outputs = 3): MlpSpec => ({
+  name: `mlp-${seed}`,
+  inputShape: [width],
+  hidden: [8],
+  outputs,
+  softmax: false,
+  seed,
+});
+
+/** A reference answer of `file` for one row. */
+const reference = async (file: string, features: number[]) => Array.from(await referenceOutputs(file, Float32Array.from(features), 1));
+
+function assertNear(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < actual.length; i++) assert.ok(Math.abs(actual[i] - expected[i]) < 1e-5, `${what}[${i}]: ${actual[i]} != ${expected[i]}`);
+}
+
+/** Resolves once `condition` holds, checking every 10 ms; fails after `timeoutMs`. */
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('repository scanning', () => {
+  it('a version folder is loaded only once two scans agree on its files; a half-copied one waits', () => {
+    const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
+    const watcher = new RepositoryWatcher(root);
+    assert.deepEqual(watcher.scan()[0].pending, ['1'], 'loaded on first sight');
+    assert.deepEqual(watcher.scan()[0].versions.map((v) => v.version), ['1']);
+    // Version 2 arrives in pieces, as a copy would write it.
+    const file = path.join(root, 'm', '2', 'model.onnx');
+    mkdirSync(path.dirname(file));
+    const bytes = encodeModel(mlpGraph(mlp(2)));
+    writeFileSync(file, bytes.subarray(0, 100));
+    assert.deepEqual(watcher.scan()[0].pending, ['2']);
+    appendFileSync(file, bytes.subarray(100));
+    assert.deepEqual(watcher.scan()[0].pending, ['2'], 'loaded while it was still being written');
+    const settled = watcher.scan()[0];
+    assert.deepEqual(settled.pending, []);
+    assert.deepEqual(settled.versions.map((v) => v.version), ['2'], 'latest 1 keeps only the newest');
+  });
+
+  it('folders that are not versions are ignored, as Triton ignores them; a version without its model file waits', () => {
+    const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
+    for (const name of ['0', '01', 'v2', 'backup']) mkdirSync(path.join(root, 'm', name));
+    mkdirSync(path.join(root, 'm', '3'));
+    const watcher = new RepositoryWatcher(root);
+    watcher.scan();
+    const [model] = watcher.scan();
+    assert.deepEqual(model.versions.map((v) => v.version), []);
+    assert.deepEqual(model.pending, ['3'], 'an empty newest version is waited for, not loaded');
+  });
+
+  it('version policies: latest N, all, specific', () => {
+    const policy = (text: string) => ({ versionPolicy: JSON.parse(text) }) as never;
+    assert.deepEqual(keptVersions([1, 2, 3], null), [3]);
+    assert.deepEqual(keptVersions([1, 3, 2], policy('{"kind":"latest","numVersions":2}')), [3, 2]);
+    assert.deepEqual(keptVersions([1, 2, 3], policy('{"kind":"all"}')), [3, 2, 1]);
+    assert.deepEqual(keptVersions([1, 2, 3], policy('{"kind":"specific","versions":[1,3,7]}')), [3, 1]);
+  });
+});
+
+describe('several models and versions', () => {
+  let server: TestServer;
+  let root: string;
+  before(async () => {
+    root = writeRepository({
+      narrow: { versions: { '1': mlp(11, 6, 3) } },
+      wide: { config: 'version_policy: { all {} }\nmax_batch_size: 16', versions: { '1': mlp(21, 10, 2), '2': mlp(22, 10, 2) } },
+    });
+    server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, DEFAULT_MODEL: 'narrow' });
+  });
+  after(() => server.close());
+
+  it('each model answers with its own width, by model_name', async () => {
+    const narrow = featuresFor(1, 1, 6);
+    const wide = featuresFor(2, 1, 10);
+    const [a, b] = await Promise.all([
+      predict(server.client, { features: narrow, model_name: 'narrow' }),
+      predict(server.client, { features: wide, model_name: 'wide' }),
+    ]);
+    assertNear(a.reply.predictions, await reference(path.join(root, 'narrow', '1', 'model.onnx'), narrow), 'narrow');
+    assertNear(b.reply.predictions, await reference(path.join(root, 'wide', '2', 'model.onnx'), wide), 'wide');
+    assert.equal(a.reply.model_version, '1');
+    assert.equal(b.reply.model_version, '2', 'an empty model_version is the newest ready version');
+  });
+
+  it('model_version picks among the versions the policy keeps', async () => {
+    const wide = featuresFor(3, 1, 10);
+    const { reply } = await predict(server.client, { features: wide, model_name: 'wide', model_version: '1' });
+    assert.equal(reply.model_version, '1');
+    assertNear(reply.predictions, await reference(path.join(root, 'wide', '1', 'model.onnx'), wide), 'wide v1');
+  });
+
+  it('an empty model_name is DEFAULT_MODEL', async () => {
+    const { reply } = await predict(server.client, { features: featuresFor(4, 1, 6) });
+    assert.equal(reply.predictions.length, 3);
+  });
+
+  it('a model_version it does not serve: NOT_FOUND listing the ready versions', async () => {
+    await expectStatus(
+      predict(server.client, { features: featuresFor(4, 1, 10), model_name: 'wide', model_version: '3' }),
+      grpc.status.NOT_FOUND,
+      /model "wide" has no version "3"; ready versions: 2, 1/,
+    );
+  });
+
+  it('a model_name it does not serve: NOT_FOUND listing the models', async () => {
+    await expectStatus(
+      predict(server.client, { features: featuresFor(4, 1, 6), model_name: 'nope' }),
+      grpc.status.NOT_FOUND,
+      /model "nope" is not served; served models: "narrow", "wide"/,
+    );
+  });
+
+  it('a width checked against the routed model: INVALID_ARGUMENT naming its width', async () => {
+    await expectStatus(
+      predict(server.client, { features: featuresFor(4, 1, 6), model_name: 'wide' }),
+      grpc.status.INVALID_ARGUMENT,
+      /expected 10 \(1 row x 10\), got 6/,
+    );
+  });
+
+  it('each model has a health status of its own', () => {
+    const health = server.server.health as unknown as { statusMap: Map<string, string> };
+    assert.equal(health.statusMap.get('narrow'), 'SERVING');
+    assert.equal(health.statusMap.get('wide'), 'SERVING');
+    assert.equal(health.statusMap.get(''), 'SERVING');
+  });
+});
+
+describe('routing without DEFAULT_MODEL', () => {
+  it('an empty model_name with several models: NOT_FOUND saying model_name is required', async () => {
+    const root = writeRepository({ a: { versions: { '1': mlp(1) } }, b: { versions: { '1': mlp(2) } } });
+    const server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
+    try {
+      await expectStatus(
+        predict(server.client, { features: featuresFor(1, 1, 6) }),
+        grpc.status.NOT_FOUND,
+        /model_name is required: this server serves "a", "b" \(DEFAULT_MODEL is not set\)/,
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('startup refusals in a repository', () => {
+  async function expectRefused(env: Record<string, string>, variable: string, message: RegExp): Promise<void> {
+    const config = testConfig(env);
+    const logger = pino({ level: 'silent' });
+    await assert.rejects(InferenceServer.create(config, logger, new Telemetry(config, logger)), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.variable, variable);
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+
+  it('a config.pbtxt field outside the subset: MODEL_REPOSITORY, with the file, line and field', async () => {
+    const root = writeRepository({ m: { config: 'max_batch_size: 4\nsequence_batching { }\n', versions: { '1': mlp(1) } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root }, 'MODEL_REPOSITORY', /config\.pbtxt:2: sequence_batching/);
+  });
+
+  it('a config.pbtxt that contradicts the model: both shapes named', async () => {
+    const root = writeRepository({
+      m: { config: 'max_batch_size: 4\ninput [{ name: "input" data_type: TYPE_FP32 dims: [7] }]', versions: { '1': mlp(1) } },
+    });
+    await expectRefused(
+      { MODEL_PATH: '', MODEL_REPOSITORY: root },
+      'MODEL_REPOSITORY',
+      /input "input" has dims \[7\] in the config \(max_batch_size 4: shape \[batch, 7\]\), shape \[batch, 6\] in the model/,
+    );
+  });
+
+  it('a model ModelService cannot carry (two outputs, none named): refused naming the model and why', async () => {
+    const root = writeRepository({ two: { versions: { '1': SHAPED_MODELS.twoOutputs() } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root }, 'MODEL_REPOSITORY', /model "two" version 1 failed to load: .*has 2 outputs/);
+  });
+
+  it('DEFAULT_MODEL that the repository lacks', async () => {
+    const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root, DEFAULT_MODEL: 'other' }, 'DEFAULT_MODEL', /not a model of the repository \(m\)/);
+  });
+
+  it('MODEL_PATH and MODEL_REPOSITORY both set', () => {
+    const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
+    assert.throws(() => testConfig({ MODEL_PATH: '/x.onnx', MODEL_REPOSITORY: root }), /MODEL_REPOSITORY=.* MODEL_PATH is set too/);
+  });
+});
+
+describe('reload on rescan (SIGHUP)', () => {
+  let server: TestServer;
+  let root: string;
+  before(async () => {
+    root = writeRepository({ m: { versions: { '1': mlp(1) } }, gone: { versions: { '1': mlp(5) } } });
+    server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, DEFAULT_MODEL: 'm' });
+  });
+  after(() => server.close());
+
+  it('a new version is loaded, warmed up and swapped in; the old one unloads once it has answered', async () => {
+    writeVersion(root, 'm', '2', mlp(2));
+    await server.server.rescan();
+    const features = featuresFor(7, 1, 6);
+    const { reply } = await predict(server.client, { features });
+    assert.equal(reply.model_version, '2');
+    assertNear(reply.predictions, await reference(path.join(root, 'm', '2', 'model.onnx'), features), 'v2');
+    await server.server.models.settled();
+    assert.deepEqual(server.server.models.index().filter((s) => s.model === 'm').map((s) => [s.version, s.state]), [['2', 'READY']]);
+  });
+
+  it('a version that fails to load leaves what serves in place, and its state says why', async () => {
+    mkdirSync(path.join(root, 'm', '3'));
+    writeFileSync(path.join(root, 'm', '3', 'model.onnx'), 'not an onnx model');
+    await server.server.rescan();
+    const states = server.server.models.index().filter((s) => s.model === 'm');
+    assert.deepEqual(states.map((s) => [s.version, s.state]), [['3', 'UNAVAILABLE'], ['2', 'READY']]);
+    assert.match(states[0].reason, /cannot load model .*3\/model\.onnx/);
+    const { reply } = await predict(server.client, { features: featuresFor(8, 1, 6) });
+    assert.equal(reply.model_version, '2');
+    await expectStatus(
+      predict(server.client, { features: featuresFor(8, 1, 6), model_version: '3' }),
+      grpc.status.UNAVAILABLE,
+      /model "m" version "3" is not ready: unavailable \(cannot load model/,
+    );
+    rmSync(path.join(root, 'm', '3'), { recursive: true });
+    await server.server.rescan();
+  });
+
+  it('a removed model drains, then unloads; its calls get NOT_FOUND', async () => {
+    rmSync(path.join(root, 'gone'), { recursive: true });
+    await server.server.rescan();
+    await expectStatus(
+      predict(server.client, { features: featuresFor(9, 1, 6), model_name: 'gone' }),
+      grpc.status.NOT_FOUND,
+      /model "gone" is not served; served models: "m"/,
+    );
+    await server.server.models.settled();
+    assert.deepEqual(server.server.models.index().map((s) => s.model), ['m']);
+  });
+});
+
+/**
+ * The headline: a feed at a steady rate runs while version 2 is copied in (poll mode) and version 1 then removed.
+ * Every message is answered OK, in order, each with the outputs of the version its model_version names, and the
+ * versions go 1...1, 2...2 with exactly one switch.
+ */
+describe('live reload under a feed (poll mode)', () => {
+  let server: TestServer;
+  let root: string;
+  before(async () => {
+    root = writeRepository({ m: { versions: { '1': mlp(1) } } });
+    server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, MODEL_CONTROL_MODE: 'poll', REPOSITORY_POLL_SECS: '1' });
+  });
+  after(() => server.close());
+
+  /** v2 written elsewhere and renamed in (the atomic way), later v1 removed; resolves when v1 has unloaded. */
+  async function rollOut(from: string, to: string, seed: number): Promise<void> {
+    const staging = path.join(root, '.staging');
+    writeVersion(staging, 'm', to, mlp(seed));
+    renameSync(path.join(staging, 'm', to), path.join(root, 'm', to));
+    await until(() => server.server.models.index().some((s) => s.version === to && s.state === 'READY'), `version ${to} is ready`);
+    rmSync(path.join(root, 'm', from), { recursive: true });
+    await until(() => server.server.models.index().every((s) => s.version !== from), `version ${from} has unloaded`);
+  }
+
+  it('StreamPredict: every message answered OK, in order, by the version it names, switching exactly once', async () => {
+    const call = server.client.StreamPredict();
+    const replies: Array<{ model_version: string; predictions: number[]; error: unknown }> = [];
+    call.on('data', (reply) => replies.push(reply));
+    const ended = new Promise((resolve) => call.on('end', resolve));
+    let sent = 0;
+    const feed = setInterval(() => call.write({ features: featuresFor(sent++, 1, 6) }), 4);
+    await rollOut('1', '2', 2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    clearInterval(feed);
+    call.end();
+    await ended;
+    assert.equal(replies.length, sent);
+    const versions = replies.map((r) => r.model_version);
+    const switches = versions.filter((v, i) => i > 0 && v !== versions[i - 1]).length;
+    assert.equal(switches, 1, 'the versions did not switch exactly once');
+    assert.equal(versions[0], '1');
+    assert.equal(versions.at(-1), '2');
+    const files = { '1': path.join(root, '.staging-v1.onnx'), '2': path.join(root, 'm', '2', 'model.onnx') };
+    writeFileSync(files['1'], encodeModel(mlpGraph(mlp(1))));
+    const inputs = { '1': [] as number[], '2': [] as number[] };
+    for (const [i, reply] of replies.entries()) {
+      assert.equal(reply.error, null, `message ${i}`);
+      inputs[reply.model_version as '1' | '2'].push(...featuresFor(i, 1, 6));
+    }
+    for (const version of ['1', '2'] as const) {
+      const rows = inputs[version].length / 6;
+      const expected = await referenceOutputs(files[version], Float32Array.from(inputs[version]), rows);
+      const actual = replies.filter((r) => r.model_version === version).flatMap((r) => r.predictions);
+      assertNear(actual, expected, `version ${version}`);
+    }
+    assert.ok(replies.filter((r) => r.model_version === '1').length > 10 && replies.filter((r) => r.model_version === '2').length > 10);
+  });
+
+  it('unary calls at full concurrency: every call answered OK by the version it names; none lost', async () => {
+    let stop = false;
+    const results: Array<{ version: string; ok: boolean }> = [];
+    const worker = async (lane: number) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          const { reply } = await predict(server.client, { features: featuresFor(lane * 100_000 + i, 1, 6) });
+          results.push({ version: reply.model_version, ok: reply.predictions.length === 3 });
+        } catch (error) {
+          results.push({ version: String(error), ok: false });
+        }
+      }
+    };
+    const lanes = Array.from({ length: 32 }, (_, lane) => worker(lane));
+    await rollOut('2', '3', 3);
+    stop = true;
+    await Promise.all(lanes);
+    assert.ok(results.every((r) => r.ok), `failed: ${results.filter((r) => !r.ok).slice(0, 3).map((r) => r.version).join('; ')}`);
+    assert.ok(results.some((r) => r.version === '2') && results.some((r) => r.version === '3'));
+  });
+
+  it('a failed load under a feed changes nothing for the feed', async () => {
+    const call = server.client.StreamPredict();
+    const replies: Array<{ model_version: string; error: unknown }> = [];
+    call.on('data', (reply) => replies.push(reply));
+    const ended = new Promise((resolve) => call.on('end', resolve));
+    let sent = 0;
+    const feed = setInterval(() => call.write({ features: featuresFor(sent++, 1, 6) }), 4);
+    mkdirSync(path.join(root, 'm', '4'));
+    writeFileSync(path.join(root, 'm', '4', 'model.onnx'), 'truncated');
+    await until(() => server.server.models.index().some((s) => s.version === '4' && s.state === 'UNAVAILABLE'), 'version 4 failed');
+    clearInterval(feed);
+    call.end();
+    await ended;
+    assert.equal(replies.length, sent);
+    assert.ok(replies.every((r) => r.error === null && r.model_version === '3'));
+  });
+});
