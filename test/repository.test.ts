@@ -148,6 +148,41 @@ describe('several models and versions', () => {
   });
 });
 
+describe('config.pbtxt overrides the environment; without it, everything comes from the model and the environment', () => {
+  it('max_batch_size, dynamic_batching, instance_group, default_model_filename and model_warmup take effect', async () => {
+    const root = writeRepository({
+      auto: { versions: { '1': mlp(1) } },
+      tuned: {
+        config: `max_batch_size: 8
+default_model_filename: "tuned.onnx"
+dynamic_batching { preferred_batch_size: [2, 4] max_queue_delay_microseconds: 700 }
+instance_group [{ count: 1 kind: KIND_CPU }]
+model_warmup [{ name: "rows" batch_size: 4 count: 2 inputs { key: "input" value { data_type: TYPE_FP32 dims: [6] random_data: true } } }]`,
+        versions: {},
+      },
+    });
+    writeVersion(root, 'tuned', '1', mlp(2), 'tuned.onnx');
+    const server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, MAX_BATCH_SIZE: '32', MAX_QUEUE_DELAY_US: '50', WORKERS: '2' });
+    try {
+      const tuned = server.server.models.resolve('tuned', '').effective;
+      assert.deepEqual(
+        { maxBatchSize: tuned.maxBatchSize, delay: tuned.maxQueueDelayUs, preferred: tuned.preferredBatchSizes, workers: tuned.workers, warmup: tuned.warmupBatchSizes },
+        { maxBatchSize: 8, delay: 700, preferred: [2, 4], workers: 1, warmup: [4] },
+      );
+      const auto = server.server.models.resolve('auto', '').effective;
+      assert.deepEqual(
+        { maxBatchSize: auto.maxBatchSize, delay: auto.maxQueueDelayUs, workers: auto.workers, warmup: auto.warmupBatchSizes },
+        { maxBatchSize: 32, delay: 50, workers: 2, warmup: [1, 2, 4, 8, 16, 32] },
+      );
+      const features = featuresFor(1, 1, 6);
+      const { reply } = await predict(server.client, { features, model_name: 'tuned' });
+      assertNear(reply.predictions, await reference(path.join(root, 'tuned', '1', 'tuned.onnx'), features), 'tuned');
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('routing without DEFAULT_MODEL', () => {
   it('an empty model_name with several models: NOT_FOUND saying model_name is required', async () => {
     const root = writeRepository({ a: { versions: { '1': mlp(1) } }, b: { versions: { '1': mlp(2) } } });

@@ -207,6 +207,11 @@ describe('traces over OTLP/HTTP JSON', () => {
     assert.ok(value(sample('tickserve_worker_busy')) > 0);
     assert.ok(sample('tickserve_worker_utilization'));
     assert.ok(sample('tickserve_model_info', /model_name="default".*model_version="1"/));
+    // Per version: batch metrics and gauges carry model and version; loads are counted with outcome and duration.
+    assert.ok(value(sample('tickserve_batch_rows_count', /model="default".*version="1"/)) >= 1);
+    assert.equal(value(sample('tickserve_queue_depth', /model="default".*version="1"/)), 0);
+    assert.equal(value(sample('tickserve_model_loads_total', /model="default".*outcome="success".*version="1"|model="default".*version="1".*outcome="success"/)), 1);
+    assert.equal(value(sample('tickserve_model_load_duration_count', /model="default"/)), 1);
   });
 });
 
