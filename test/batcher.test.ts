@@ -7,6 +7,7 @@ import {
   Batcher,
   type BatchExecutor,
   type BatchFigures,
+  type BatchOutputs,
   type BatchObserver,
   type BatchRequest,
   type BatchResult,
@@ -16,7 +17,7 @@ import { createSlab, slabViews, type SlabLayout } from '../src/batching/slab';
 import type { ServingError } from '../src/main/errors';
 import { FakeClock } from './helpers/fake-clock';
 
-const layout: SlabLayout = { maxBatchRows: 8, inputWidth: 3, outputWidth: 2 };
+const layout: SlabLayout = { maxBatchRows: 8, inputRowBytes: [3 * 4], outputRowBytes: [2 * 4] };
 
 const DEADLINE_EXCEEDED = 4;
 const INTERNAL = 13;
@@ -59,7 +60,9 @@ class RowSumExecutor implements BatchExecutor {
     });
   }
   private compute({ slab, rows, resolve }: HeldRun): void {
-    const { input, output } = slabViews(this.slabs[slab], layout);
+    const views = slabViews(this.slabs[slab], layout);
+    const input = new Float32Array(views.inputs[0].buffer, views.inputs[0].byteOffset, 8 * 3);
+    const output = new Float32Array(views.outputs[0].buffer, views.outputs[0].byteOffset, 8 * 2);
     for (let r = 0; r < rows; r++) {
       const row = input.subarray(r * 3, r * 3 + 3);
       output[r * 2] = row[0] + row[1] + row[2];
@@ -81,20 +84,23 @@ class TestRequest implements BatchRequest {
   answers = 0;
   /** The clock when the last answer came. */
   answeredAt = NaN;
-  readonly featureBytes: Buffer;
+  readonly inputs: readonly Buffer[];
+  readonly shapes = null;
   constructor(
     private readonly clock: FakeClock,
     features: Float32Array,
     readonly rows: number,
     readonly deadline = Infinity,
   ) {
-    this.featureBytes = Buffer.from(features.buffer, features.byteOffset, features.byteLength);
+    this.inputs = [Buffer.from(features.buffer, features.byteOffset, features.byteLength)];
   }
-  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
+  complete(outputs: BatchOutputs, firstRow: number, batch: BatchFigures): void {
     this.answers++;
     this.answeredAt = this.clock.now();
     this.outputs = [];
-    for (let at = start; at < end; at += 4) this.outputs.push(output.readFloatLE(at));
+    const start = firstRow * outputs.rowBytes[0];
+    const end = start + this.rows * outputs.rowBytes[0];
+    for (let at = start; at < end; at += 4) this.outputs.push(outputs.bytes[0].readFloatLE(at));
     this.batchRows = batch.rows;
   }
   fail(error: ServingError): void {

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { after, before, describe, it } from 'node:test';
 import { createClaims, createSlab, revokeSlab, SLAB_CLAIMED, slabViews, type SlabLayout } from '../src/batching/slab';
+import { rowBytesOf } from '../src/models/tensor';
 import { inspectModel } from '../src/workers/model-info';
 import { WorkerFault, WorkerPool } from '../src/workers/pool';
 import { FAULT } from './fixtures/faults';
@@ -14,10 +15,14 @@ import { expectStatus, FAULT_WORKER, predict, startServer, type TestServer } fro
 
 const WIDTH = 17;
 
-/** A pool of one fixture worker over `modelPath`, and a way to fill a slab's first row. */
+/** A pool of one fixture worker over `modelPath` (a one-input FP32 model), and a way to fill a slab's rows. */
 async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0) {
-  const model = await inspectModel(modelPath, 'cpu');
-  const layout: SlabLayout = { maxBatchRows: 4, inputWidth: model.inputWidth, outputWidth: model.outputWidth };
+  const { signature } = await inspectModel(modelPath, 'cpu');
+  const layout: SlabLayout = {
+    maxBatchRows: 4,
+    inputRowBytes: signature.inputs.map(rowBytesOf),
+    outputRowBytes: signature.outputs.map(rowBytesOf),
+  };
   const slabs = Array.from({ length: slabCount }, () => createSlab(layout));
   const pool = new WorkerPool({
     workers: 1,
@@ -26,11 +31,9 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
     claimReleaseWaitMs: 100,
     init: {
       modelPath,
-      inputName: model.inputName,
-      outputName: model.outputName,
-      inputDims: model.inputDims,
-      outputDims: model.outputDims,
-      batches: model.batches,
+      inputs: signature.inputs.map((t) => ({ ...t, dims: [...t.dims] })),
+      outputs: signature.outputs.map((t) => ({ ...t, dims: [...t.dims] })),
+      batches: signature.batches,
       layout,
       slabs,
       claims: createClaims(slabCount),
@@ -41,10 +44,11 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
       warmup: [],
     },
   });
+  const width = layout.inputRowBytes[0] / 4;
   const fill = (slab: number, first: number, rows = 1) => {
-    const input = slabViews(slabs[slab], layout).input;
-    input.set(featuresFor(slab, rows, layout.inputWidth));
-    input[0] = first;
+    const region = slabViews(slabs[slab], layout).inputs[0];
+    featuresFor(slab, rows, width).forEach((v, i) => region.writeFloatLE(v, i * 4));
+    region.writeFloatLE(first, 0);
   };
   return { pool, fill };
 }

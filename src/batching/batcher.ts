@@ -15,9 +15,14 @@ import { slabViews, type SlabLayout, type SlabViews } from './slab';
  * it until it calls complete() or fail() (or drops it, cancelled).
  */
 export interface BatchRequest {
-  /** rows x inputWidth little-endian float32s. */
-  readonly featureBytes: Buffer;
+  /**
+   * Each input's bytes, in the model's input order: rows x that input's row bytes, little-endian, row-major (for a
+   * solo model: the whole tensor as sent).
+   */
+  readonly inputs: readonly Buffer[];
   readonly rows: number;
+  /** Solo models only (variable dimensions): each input's shape as sent; null otherwise. */
+  readonly shapes: number[][] | null;
   /** The batcher's clock (performance.now() in the server) by which the answer is useless; Infinity for none. */
   readonly deadline: number;
   /** The batcher's clock at enqueue; written by the batcher. */
@@ -29,10 +34,11 @@ export interface BatchRequest {
   /** The traced span this request belongs to, for the batch span's links; undefined when not traced. */
   readonly spanContext: SpanContext | undefined;
   /**
-   * The answer is bytes `start` to `end` of `output`, a slab that is reused as soon as complete() returns: copy
-   * what you keep. `finishedAt` is the batcher's clock when the batch's results arrived.
+   * The answer is rows `firstRow` to `firstRow + rows` of each of the batch's outputs, which live in a slab that is
+   * reused as soon as complete() returns: copy what you keep. `batch.finishedAt` is the batcher's clock when the
+   * batch's results arrived.
    */
-  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void;
+  complete(outputs: BatchOutputs, firstRow: number, batch: BatchFigures): void;
   fail(error: ServingError): void;
 }
 
@@ -53,13 +59,32 @@ export interface BatchObserver {
   onSlabSetAside?(count: number, total: number): void;
 }
 
+/**
+ * A finished batch's outputs, by output index: the bytes of all its rows (row-major) and each output's shape for
+ * the whole batch. Valid only during complete().
+ */
+export interface BatchOutputs {
+  readonly bytes: readonly Buffer[];
+  /** Bytes of one row of each output (0 rows: the whole tensor for a solo model). */
+  readonly rowBytes: readonly number[];
+  readonly shapes: readonly (readonly number[])[];
+}
+
 export interface BatchResult {
   /** Time the worker spent computing, measured inside the worker. */
   computeUs: number;
   /** Which worker ran the batch. */
   worker: number;
+  /** Outputs that are not in the slab (variable shape): their shapes and bytes, by output index. */
+  outputs?: ReadonlyArray<{ dims: number[]; data: Uint8Array } | null>;
   /** Set when the model failed on the batch: no outputs were written. */
   error?: string;
+}
+
+/** A solo batch's inputs as the worker needs them: each input's shape and its bytes in the slab. */
+export interface SoloShapes {
+  shapes: number[][];
+  byteLengths: number[];
 }
 
 /**
@@ -72,7 +97,7 @@ export interface ExecutorFault extends Error {
 }
 
 export interface BatchExecutor {
-  run(slab: number, rows: number): Promise<BatchResult>;
+  run(slab: number, rows: number, solo?: SoloShapes): Promise<BatchResult>;
 }
 
 export interface BatcherOptions extends BatchPolicy {
@@ -83,6 +108,15 @@ export interface BatcherOptions extends BatchPolicy {
   slabs: readonly SharedArrayBuffer[];
   executor: BatchExecutor;
   observer?: BatchObserver;
+  /**
+   * The model has variable dimensions: every batch is one request, its tensors as sent (the slab's input regions
+   * hold one request's bytes, and every output comes back in the batch's result).
+   */
+  solo?: boolean;
+  /** Each output's per-row dims (after the batch dimension when batching), for the answers' shapes. */
+  outputDims?: readonly (readonly number[])[];
+  /** Whether the model batches along a leading dimension (the outputs' shapes then start with the rows). */
+  batches?: boolean;
   /** Where time is read and waited for; systemClock (performance.now(), Node's timers) by default. */
   clock?: BatcherClock;
 }
@@ -91,9 +125,9 @@ export interface BatcherOptions extends BatchPolicy {
 const TIMER_THRESHOLD_US = 1000;
 
 /** A caller's complete() that throws is a bug; it must not cost the batch's other requests their answers. */
-function answer(request: BatchRequest, output: Buffer, start: number, end: number, batch: BatchFigures): void {
+function answer(request: BatchRequest, outputs: BatchOutputs, firstRow: number, batch: BatchFigures): void {
   try {
-    request.complete(output, start, end, batch);
+    request.complete(outputs, firstRow, batch);
   } catch (error) {
     try {
       request.fail(internal(`answering failed: ${error instanceof Error ? error.message : String(error)}`));
@@ -107,6 +141,8 @@ export class Batcher {
   private readonly queue = new RingQueue<BatchRequest>();
   private queuedRows = 0;
   private readonly views: SlabViews[];
+  /** Each slab's outputs, made once: the regions, their row bytes, and shapes whose row count is set per batch. */
+  private readonly slabOutputs: Array<{ bytes: Buffer[]; rowBytes: number[]; shapes: number[][] }>;
   private readonly freeSlabs: number[];
   /** The requests riding in each slab while it is in flight; reused arrays, indexed by slab. */
   private readonly members: BatchRequest[][];
@@ -132,6 +168,13 @@ export class Batcher {
   constructor(private readonly options: BatcherOptions) {
     this.clock = options.clock ?? systemClock;
     this.views = options.slabs.map((slab) => slabViews(slab, options.layout));
+    const outputDims = options.outputDims ?? options.layout.outputRowBytes.map(() => []);
+    const batches = options.batches ?? true;
+    this.slabOutputs = this.views.map((views) => ({
+      bytes: views.outputs,
+      rowBytes: [...options.layout.outputRowBytes],
+      shapes: outputDims.map((dims) => (batches ? [0, ...dims] : [...dims])),
+    }));
     this.freeSlabs = options.slabs.map((_, i) => i).reverse();
     this.members = options.slabs.map(() => []);
   }
@@ -332,8 +375,9 @@ export class Batcher {
   /** Assembles up to `maxRows` rows (at least the oldest request) into a free slab and sends it to a worker. */
   private dispatch(maxRows: number, now: number): void {
     const slab = this.freeSlabs.pop()!;
-    const input = this.views[slab].inputBytes;
-    const rowBytes = this.options.layout.inputWidth * 4;
+    const regions = this.views[slab].inputs;
+    const rowBytes = this.options.layout.inputRowBytes;
+    const solo = this.options.solo === true;
     const members = this.members[slab];
     let rows = 0;
     for (let next = this.queue.peek(); next !== undefined; next = this.queue.peek()) {
@@ -342,11 +386,11 @@ export class Batcher {
         this.drop(next);
         continue;
       }
-      if (rows > 0 && rows + next.rows > maxRows) break;
+      if (rows > 0 && (solo || rows + next.rows > maxRows)) break;
       this.queue.shift();
       next.queued = false;
       this.queuedRows -= next.rows;
-      next.featureBytes.copy(input, rows * rowBytes);
+      for (let i = 0; i < regions.length; i++) next.inputs[i].copy(regions[i], rows * rowBytes[i]);
       members.push(next);
       rows += next.rows;
     }
@@ -354,7 +398,8 @@ export class Batcher {
       this.freeSlabs.push(slab);
       return;
     }
-    this.options.executor.run(slab, rows).then(
+    const shapes = solo ? { shapes: members[0].shapes!, byteLengths: members[0].inputs.map((b) => b.length) } : undefined;
+    this.options.executor.run(slab, rows, shapes).then(
       (result) => {
         if (result.error === undefined) this.finish(slab, rows, now, result);
         else this.abort(slab, rows, now, internal(`model failed on this batch: ${result.error}`));
@@ -366,9 +411,26 @@ export class Batcher {
     );
   }
 
+  /** The batch's outputs: the slab's regions, with any that came back in the result in place of theirs. */
+  private outputsOf(slab: number, rows: number, result: BatchResult): BatchOutputs {
+    const outputs = this.slabOutputs[slab];
+    const batches = this.options.batches ?? true;
+    if (batches) for (const shape of outputs.shapes) shape[0] = rows;
+    if (result.outputs === undefined) return outputs;
+    const bytes = [...outputs.bytes];
+    const rowBytes = [...outputs.rowBytes];
+    const shapes: number[][] = [...outputs.shapes];
+    result.outputs.forEach((output, i) => {
+      if (output === null) return;
+      bytes[i] = Buffer.from(output.data.buffer, output.data.byteOffset, output.data.byteLength);
+      shapes[i] = output.dims;
+      rowBytes[i] = batches && output.dims[0] > 0 ? output.data.byteLength / output.dims[0] : output.data.byteLength;
+    });
+    return { bytes, rowBytes, shapes };
+  }
+
   private finish(slab: number, batchRows: number, dispatchedAt: number, result: BatchResult): void {
-    const output = this.views[slab].outputBytes;
-    const rowBytes = this.options.layout.outputWidth * 4;
+    const outputs = this.outputsOf(slab, batchRows, result);
     const members = this.members[slab];
     const batch: BatchFigures = {
       rows: batchRows,
@@ -377,12 +439,11 @@ export class Batcher {
       dispatchedAt,
       worker: result.worker,
     };
-    let start = 0;
+    let firstRow = 0;
     for (let i = 0; i < members.length; i++) {
       const request = members[i];
-      const end = start + request.rows * rowBytes;
-      if (!request.cancelled) answer(request, output, start, end, batch);
-      start = end;
+      if (!request.cancelled) answer(request, outputs, firstRow, batch);
+      firstRow += request.rows;
     }
     this.options.observer?.onBatch(members, batch, null);
     this.release(slab);

@@ -1,10 +1,12 @@
 // The shared memory a batch travels in. One slab per batch that may be in flight; each slab is one
-// SharedArrayBuffer holding an input region (maxBatchRows x inputWidth floats) and an output region
-// (maxBatchRows x outputWidth floats). Slabs are made once at startup and reused for every batch.
+// SharedArrayBuffer holding a region per input tensor (maxBatchRows x that input's row bytes) and a region per
+// output tensor whose size is known in advance, back to back. Slabs are made once at startup and reused for every
+// batch. (An output whose size is not known in advance, a variable dimension or strings, comes back in the task's
+// result instead.)
 //
 // Who owns a slab, at each stage (only the owner reads or writes it):
 //   free       main thread, in the batcher's free list
-//   filling    main thread: the batcher copies each request's rows into the input region, back to back
+//   filling    main thread: the batcher copies each request's rows into the input regions, back to back
 //   computing  the worker that runs the batch: it reads the input rows and writes the output rows; the main
 //              thread holds only the slab's index until the worker's task resolves
 //   slicing    main thread: each request's output rows are copied out to its answer
@@ -16,38 +18,42 @@
 
 export interface SlabLayout {
   maxBatchRows: number;
-  inputWidth: number;
-  outputWidth: number;
+  /** Bytes of one row of each input (of one request's tensor, for a model that does not batch), in model order. */
+  inputRowBytes: readonly number[];
+  /** Likewise for each output; 0 for an output that is not in the slab (it comes back in the task's result). */
+  outputRowBytes: readonly number[];
 }
 
 export interface SlabViews {
-  input: Float32Array;
-  output: Float32Array;
-  /** The same regions as bytes, for copying request bytes in and answer bytes out without float conversion. */
-  inputBytes: Buffer;
-  outputBytes: Buffer;
+  /** Each input's region, as bytes. */
+  inputs: Buffer[];
+  /** Each output's region, as bytes (empty for an output not in the slab). */
+  outputs: Buffer[];
 }
 
-const FLOAT_BYTES = 4;
-
 export function slabBytes(layout: SlabLayout): number {
-  return layout.maxBatchRows * (layout.inputWidth + layout.outputWidth) * FLOAT_BYTES;
+  let rowBytes = 0;
+  for (const bytes of layout.inputRowBytes) rowBytes += bytes;
+  for (const bytes of layout.outputRowBytes) rowBytes += bytes;
+  return layout.maxBatchRows * rowBytes;
 }
 
 export function createSlab(layout: SlabLayout): SharedArrayBuffer {
   return new SharedArrayBuffer(slabBytes(layout));
 }
 
-/** Views of a slab's two regions; made once per slab per thread, never per batch. */
+/** Views of a slab's regions; made once per slab per thread, never per batch. */
 export function slabViews(slab: SharedArrayBuffer, layout: SlabLayout): SlabViews {
-  const inputFloats = layout.maxBatchRows * layout.inputWidth;
-  const outputFloats = layout.maxBatchRows * layout.outputWidth;
-  return {
-    input: new Float32Array(slab, 0, inputFloats),
-    output: new Float32Array(slab, inputFloats * FLOAT_BYTES, outputFloats),
-    inputBytes: Buffer.from(slab, 0, inputFloats * FLOAT_BYTES),
-    outputBytes: Buffer.from(slab, inputFloats * FLOAT_BYTES, outputFloats * FLOAT_BYTES),
+  let offset = 0;
+  const region = (rowBytes: number) => {
+    const bytes = layout.maxBatchRows * rowBytes;
+    const view = Buffer.from(slab, offset, bytes);
+    offset += bytes;
+    return view;
   };
+  const inputs = layout.inputRowBytes.map(region);
+  const outputs = layout.outputRowBytes.map(region);
+  return { inputs, outputs };
 }
 
 // Claims: one Int32 per slab, in a SharedArrayBuffer of its own, that keeps a worker which was given up on (hung,

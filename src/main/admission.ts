@@ -4,7 +4,7 @@
 import type { ModelInstance } from '../models/instance';
 import type { ModelRegistry } from '../models/registry';
 import type { PredictRequest } from './codec';
-import { invalidArgument } from './errors';
+import { failedPrecondition, invalidArgument } from './errors';
 
 /** What admission reads of a loaded version (a ModelInstance). */
 export interface ServedModel {
@@ -16,10 +16,15 @@ export interface ServedModel {
   maxRowsLimit: string;
 }
 
-/** The version that serves the request; throws a ServingError (malformed, NOT_FOUND, UNAVAILABLE). */
+/**
+ * The version that serves the request; throws a ServingError (malformed, NOT_FOUND, UNAVAILABLE, or
+ * FAILED_PRECONDITION for a model that ModelService cannot carry).
+ */
 export function route(request: PredictRequest, models: ModelRegistry): ModelInstance {
   if (request.decodeError !== null) throw invalidArgument(`malformed PredictRequest: ${request.decodeError}`);
-  return models.resolve(request.modelName, request.modelVersion);
+  const instance = models.resolve(request.modelName, request.modelVersion);
+  if (instance.seed === null) throw failedPrecondition(`ModelService cannot serve model "${instance.name}": ${instance.seedRefusal}`);
+  return instance;
 }
 
 /** Returns the request's row count; throws a ServingError naming what is wrong. */

@@ -18,6 +18,8 @@ export const resourceExhausted = (message: string) => new ServingError(status.RE
 export const unavailable = (message: string) => new ServingError(status.UNAVAILABLE, message);
 export const deadlineExceeded = (message: string) => new ServingError(status.DEADLINE_EXCEEDED, message);
 export const internal = (message: string) => new ServingError(status.INTERNAL, message);
+export const failedPrecondition = (message: string) => new ServingError(status.FAILED_PRECONDITION, message);
+export const unimplemented = (message: string) => new ServingError(status.UNIMPLEMENTED, message);
 
 /**
  * A ServingError as it is; anything unexpected as UNKNOWN with a generic message. The cause is not sent to the

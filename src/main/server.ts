@@ -74,6 +74,7 @@ function singleModel(config: Config): DesiredModel[] {
     config: null,
     configFile: null,
     fingerprint: config.modelPath,
+    seedOnly: true,
   };
   return [{ name: config.modelName, versions: [spec], pending: [], problem: null }];
 }
@@ -209,9 +210,9 @@ export class InferenceServer {
       throw error;
     }
     for (const instance of server.models.instances()) {
-      if (!instance.model.batches) {
+      if (!instance.signature.batches) {
         logger.info(
-          { model: instance.name, version: instance.version, input: instance.model.inputName },
+          { model: instance.name, version: instance.version },
           `model ${instance.name} version ${instance.version} does not batch (${instance.maxRowsLimit.replace(/^1, the most this model takes /, '')}): each request runs alone, batch_size at most 1`,
         );
       }

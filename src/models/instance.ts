@@ -15,11 +15,12 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher, type BatchObserver } from '../batching/batcher';
 import { createClaims, createSlab, slabBytes, type SlabLayout } from '../batching/slab';
-import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo } from '../workers/model-info';
+import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo, type SeedView } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
 import { encodeVersionField } from '../main/codec';
 import type { ModelConfig } from './config';
+import { formatShape, isFixed, rowBytesOf, type Signature } from './tensor';
 
 export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNLOADED';
 
@@ -49,6 +50,8 @@ export interface VersionSpec {
   configFile: string | null;
   /** What the repository saw of the files; a different fingerprint is a different instance of the version. */
   fingerprint: string;
+  /** MODEL_PATH: served on ModelService only, so a model it cannot carry is refused at load. */
+  seedOnly?: boolean;
 }
 
 /** The configuration a version actually runs with: config.pbtxt where it speaks, else the environment and the model. */
@@ -101,6 +104,11 @@ export class ModelInstance {
   /** The largest batch_size a request may carry, and what sets it (for the refusal's message). */
   readonly maxRows: number;
   readonly maxRowsLimit: string;
+  readonly signature: Signature;
+  /** How ModelService carries this model; null when it cannot (seedRefusal says why: the v2 API can). */
+  readonly seed: SeedView | null;
+  readonly seedRefusal: string;
+  /** ModelService's row widths, in floats (0 when it cannot carry the model). */
   readonly inputWidth: number;
   readonly outputWidth: number;
   /** The version as an encoded model_version field, copied into every ModelService answer it computes. */
@@ -117,15 +125,18 @@ export class ModelInstance {
   ) {
     this.name = spec.model;
     this.version = spec.version;
-    this.maxRows = batcher.maxBatchRows;
-    this.inputWidth = model.inputWidth;
-    this.outputWidth = model.outputWidth;
+    this.signature = model.signature;
+    this.seed = typeof model.seed === 'string' ? null : model.seed;
+    this.seedRefusal = typeof model.seed === 'string' ? model.seed : '';
+    this.maxRows = model.signature.batches ? effective.maxBatchSize : 1;
+    this.inputWidth = this.seed?.inputWidth ?? 0;
+    this.outputWidth = this.seed?.outputWidth ?? 0;
     this.versionField = encodeVersionField(spec.version);
-    this.maxRowsLimit = model.batches
+    this.maxRowsLimit = model.signature.batches
       ? `${spec.config?.maxBatchSize !== undefined ? 'max_batch_size' : 'MAX_BATCH_SIZE'} ${this.maxRows}`
       : spec.config?.maxBatchSize === 0
         ? `1, the most this model takes (its config.pbtxt sets max_batch_size 0)`
-        : `1, the most this model takes (its input "${model.inputName}" has a fixed batch dimension of 1)`;
+        : `1, the most this model takes (its input "${model.signature.inputs[0].name}" has a fixed batch dimension of 1)`;
   }
 
   /** Loads, lays out, starts and warms up one version; throws LoadError (or the worker's failure) on any problem. */
@@ -134,11 +145,17 @@ export class ModelInstance {
     const provider = executionProviderOf(config, defaults);
     const model = await inspect(spec, defaults, provider);
     const effective = effectiveConfig(spec, defaults, model, provider);
-    const layout: SlabLayout = {
-      maxBatchRows: Math.max(1, effective.maxBatchSize),
-      inputWidth: model.inputWidth,
-      outputWidth: model.outputWidth,
-    };
+    const { signature } = model;
+    // A model with a variable dimension (or strings) runs each request alone: its input regions hold one request as
+    // sent (as large as a message may be), and its outputs come back in the batch's result.
+    const solo = !signature.inputs.every(isFixed);
+    const layout: SlabLayout = solo
+      ? { maxBatchRows: 1, inputRowBytes: signature.inputs.map(() => defaults.maxReceiveMessageBytes), outputRowBytes: signature.outputs.map(() => 0) }
+      : {
+          maxBatchRows: Math.max(1, effective.maxBatchSize),
+          inputRowBytes: signature.inputs.map(rowBytesOf),
+          outputRowBytes: signature.outputs.map((o) => (isFixed(o) ? rowBytesOf(o) : 0)),
+        };
     const slabs = allocateSlabs(spec, layout, effective.workers * SLABS_PER_WORKER);
     const pool = new WorkerPool({
       workers: effective.workers,
@@ -147,25 +164,24 @@ export class ModelInstance {
       claimReleaseWaitMs: hooks.claimReleaseWaitMs,
       init: {
         modelPath: spec.file,
-        inputName: model.inputName,
-        outputName: model.outputName,
-        inputDims: model.inputDims,
-        outputDims: model.outputDims,
-        batches: model.batches,
+        inputs: signature.inputs.map((t) => ({ name: t.name, datatype: t.datatype, dims: [...t.dims] })),
+        outputs: signature.outputs.map((t) => ({ name: t.name, datatype: t.datatype, dims: [...t.dims] })),
+        batches: signature.batches,
         layout,
         slabs,
         claims: createClaims(slabs.length),
         intraOpThreads: defaults.ortIntraOpThreads,
         executionProvider: provider,
         deviceIds: effective.deviceIds,
-        warmup: warmupSamples(spec, model, effective),
+        warmup: solo ? [] : warmupSamples(spec, signature, effective),
         workerIds: new SharedArrayBuffer(4),
       },
     });
     try {
-      // One one-row batch per slab, all at once: every worker has opened its session and run its warm-up (which
-      // happens before a worker takes its first task) before the version is marked ready.
-      const warmups = await Promise.all(slabs.map((_, slab) => pool.run(slab, 1)));
+      // A batch per slab, all at once (a one-row batch; for a solo model an empty one): every worker has opened its
+      // session and run its warm-up (which happens before a worker takes its first task) before the version is
+      // marked ready.
+      const warmups = await Promise.all(slabs.map((_, slab) => pool.run(slab, solo ? 0 : 1)));
       const failed = warmups.find((done) => done.error !== undefined);
       if (failed?.error !== undefined) {
         const what = failed.error.startsWith('warm-up failed') ? failed.error : `fails on a batch of one row: ${failed.error}`;
@@ -185,6 +201,9 @@ export class ModelInstance {
       slabs,
       executor: pool,
       observer: hooks.observer,
+      solo,
+      batches: signature.batches,
+      outputDims: signature.outputs.map((o) => o.dims),
     });
     return new ModelInstance(spec, model, effective, batcher, pool, Date.now());
   }
@@ -240,17 +259,18 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
   const outputName = config?.outputs.length === 1 ? config.outputs[0].name : defaults.outputName;
   let model: ModelInfo;
   try {
-    model = await inspectModel(spec.file, provider, { outputName, declared: declaredForCheck });
+    model = await inspectModel(spec.file, provider, { outputName, declared: declaredForCheck, requireSeed: spec.seedOnly === true });
   } catch (error) {
     if (error instanceof ModelRefused) throw new LoadError(error.message, error.variable === 'OUTPUT_NAME' ? 'OUTPUT_NAME' : null);
     throw new LoadError(error instanceof Error ? error.message : String(error));
   }
-  // A request of one row: the features field's tag and length, then the row's floats.
-  const rowBytes = model.inputWidth * FLOAT_BYTES;
+  // A request of one row: the features field's tag and length, then the row's floats (for ModelService; a v2
+  // request carries the same bytes and more).
+  const rowBytes = model.signature.inputs.every(isFixed) ? model.signature.inputs.reduce((n, t) => n + rowBytesOf(t), 0) : 0;
   const oneRowMessage = rowBytes + 1 + varintLength(rowBytes);
   if (oneRowMessage > defaults.maxReceiveMessageBytes) {
     throw new LoadError(
-      `a request of one row of ${model.inputWidth} floats (${model.inputWidth} × 4 bytes) needs at least ` +
+      `a request of one row of ${rowBytes / FLOAT_BYTES} floats (${rowBytes / FLOAT_BYTES} × 4 bytes) needs at least ` +
         `${oneRowMessage} bytes, so every request would be refused; raise MAX_RECEIVE_MESSAGE_BYTES to at least ${oneRowMessage}`,
       'MAX_RECEIVE_MESSAGE_BYTES',
     );
@@ -260,9 +280,10 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
 
 function effectiveConfig(spec: VersionSpec, defaults: ServingDefaults, model: ModelInfo, provider: ExecutionProvider): EffectiveConfig {
   const config = spec.config;
-  const maxBatchSize = model.batches ? (config?.maxBatchSize ?? defaults.maxBatchSize) : 0;
-  if (model.batches && maxBatchSize === 0) {
-    throw new LoadError(`max_batch_size is 0 but the model's input "${model.inputName}" has a dynamic batch dimension`);
+  const batches = model.signature.batches;
+  const maxBatchSize = batches ? (config?.maxBatchSize ?? defaults.maxBatchSize) : 0;
+  if (batches && maxBatchSize === 0) {
+    throw new LoadError(`max_batch_size is 0 but the model's inputs have a dynamic batch dimension`);
   }
   const rows = Math.max(1, maxBatchSize);
   const preferred = (config?.dynamicBatching?.preferredBatchSizes ?? defaults.preferredBatchSizes).filter((n) => n <= rows);
@@ -296,42 +317,48 @@ function defaultWarmupSizes(maxRows: number, preferred: readonly number[]): numb
 }
 
 /** The warm-up batches every worker runs once before it takes work: model_warmup's samples, else zeros. */
-function warmupSamples(spec: VersionSpec, model: ModelInfo, effective: EffectiveConfig): WarmupSample[] {
+function warmupSamples(spec: VersionSpec, signature: Signature, effective: EffectiveConfig): WarmupSample[] {
   const config = spec.config;
   if (config === null || config.warmup.length === 0) {
-    return effective.warmupBatchSizes.map((rows) => ({ rows, source: 'zero', count: 1 }));
+    return effective.warmupBatchSizes.map((rows) => ({ rows, inputs: signature.inputs.map(() => 'zero' as const), count: 1 }));
   }
   return config.warmup.map((sample) => {
     const rows = Math.max(1, sample.batchSize);
-    const inputs = Object.entries(sample.inputs);
-    const input = sample.inputs[model.inputName];
-    if (inputs.length !== 1 || input === undefined) {
-      throw new LoadError(`model_warmup "${sample.name}" must give exactly the model's input "${model.inputName}"`);
-    }
-    if (input.dataType !== 'FP32') throw new LoadError(`model_warmup "${sample.name}": input "${model.inputName}" is FP32, not ${input.dataType}`);
-    const width = input.dims.reduce((a, b) => a * b, 1);
-    if (width !== model.inputWidth) {
-      throw new LoadError(`model_warmup "${sample.name}": dims [${input.dims.join(', ')}] hold ${width} values a row; the model's row is ${model.inputWidth}`);
+    const named = Object.keys(sample.inputs);
+    const missing = signature.inputs.find((t) => sample.inputs[t.name] === undefined);
+    const unknown = named.find((name) => !signature.inputs.some((t) => t.name === name));
+    if (missing !== undefined || unknown !== undefined) {
+      throw new LoadError(
+        `model_warmup "${sample.name}" must give exactly the model's inputs (${signature.inputs.map((t) => `"${t.name}"`).join(', ')})` +
+          `${unknown !== undefined ? `; it names "${unknown}"` : `; "${missing!.name}" is missing`}`,
+      );
     }
     if (rows > Math.max(1, effective.maxBatchSize)) {
       throw new LoadError(`model_warmup "${sample.name}": batch_size ${rows} is over max_batch_size ${effective.maxBatchSize}`);
     }
-    const count = Math.max(1, sample.count);
-    if (input.source === 'zero' || input.source === 'random') return { rows, source: input.source, count };
-    // As Triton: input_data_file is read from the model's warmup/ folder, raw little-endian values for one row.
-    const file = path.join(path.dirname(path.dirname(spec.file)), 'warmup', input.source.file);
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(file);
-    } catch (error) {
-      throw new LoadError(`model_warmup "${sample.name}": cannot read ${file} (${error instanceof Error ? error.message : String(error)})`);
-    }
-    if (bytes.length !== width * FLOAT_BYTES) {
-      throw new LoadError(`model_warmup "${sample.name}": ${file} holds ${bytes.length} bytes; one row is ${width * FLOAT_BYTES}`);
-    }
-    const row = new Float32Array(width);
-    Buffer.from(row.buffer).set(bytes);
-    return { rows, source: row, count };
+    const inputs = signature.inputs.map((tensor) => {
+      const input = sample.inputs[tensor.name];
+      if (input.dataType !== tensor.datatype) {
+        throw new LoadError(`model_warmup "${sample.name}": input "${tensor.name}" is ${tensor.datatype}, not ${input.dataType}`);
+      }
+      if (formatShape(input.dims) !== formatShape(tensor.dims)) {
+        throw new LoadError(`model_warmup "${sample.name}": input "${tensor.name}" has dims ${formatShape(input.dims)}; the model's are ${formatShape(tensor.dims)}`);
+      }
+      if (input.source === 'zero' || input.source === 'random') return input.source;
+      // As Triton: input_data_file is read from the model's warmup/ folder, raw little-endian values for one row.
+      const file = path.join(path.dirname(path.dirname(spec.file)), 'warmup', input.source.file);
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(file);
+      } catch (error) {
+        throw new LoadError(`model_warmup "${sample.name}": cannot read ${file} (${error instanceof Error ? error.message : String(error)})`);
+      }
+      if (bytes.length !== rowBytesOf(tensor)) {
+        throw new LoadError(`model_warmup "${sample.name}": ${file} holds ${bytes.length} bytes; one row of "${tensor.name}" is ${rowBytesOf(tensor)}`);
+      }
+      return new Uint8Array(bytes);
+    });
+    return { rows, inputs, count: Math.max(1, sample.count) };
   });
 }
 
@@ -341,9 +368,13 @@ function allocateSlabs(spec: VersionSpec, layout: SlabLayout, count: number): Sh
   const constrained = process.constrainedMemory?.() ?? 0;
   const memory = constrained > 0 ? Math.min(constrained, totalmem()) : totalmem();
   const budget = Math.floor(memory * SLAB_MEMORY_SHARE);
+  const sum = (list: readonly number[]) => list.reduce((a, b) => a + b, 0);
+  const [inputBytes, outputBytes] = [sum(layout.inputRowBytes), sum(layout.outputRowBytes)];
+  const row = inputBytes % 4 === 0 && outputBytes % 4 === 0
+    ? `(${inputBytes / 4} + ${outputBytes / 4}) floats × 4 bytes`
+    : `(${inputBytes} + ${outputBytes}) bytes`;
   const describe = () =>
-    `slab memory = ${layout.maxBatchRows} rows × (${layout.inputWidth} + ${layout.outputWidth}) floats × 4 bytes × ` +
-    `${count} slabs (${SLABS_PER_WORKER} per worker) = ${formatBytes(bytes)}`;
+    `slab memory = ${layout.maxBatchRows} rows × ${row} × ${count} slabs (${SLABS_PER_WORKER} per worker) = ${formatBytes(bytes)}`;
   const fromConfig = spec.config?.maxBatchSize !== undefined;
   const variable = layout.maxBatchRows > 1 && !fromConfig ? 'MAX_BATCH_SIZE' : layout.maxBatchRows > 1 ? null : 'WORKERS';
   const lower = layout.maxBatchRows > 1 ? `lower ${fromConfig ? 'max_batch_size' : 'MAX_BATCH_SIZE'} or WORKERS` : 'lower WORKERS';

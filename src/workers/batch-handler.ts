@@ -4,8 +4,9 @@ import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { claimSlab, slabViews, unclaimSlab } from '../batching/slab';
+import { ELEMENT_BYTES, ORT_TYPES, type Datatype } from '../models/tensor';
 import { outputShapeError } from './model-info';
-import type { BatchDone, BatchTask, WorkerInit } from './protocol';
+import type { BatchDone, BatchTask, MessageOutput, WorkerInit } from './protocol';
 import { openSession } from './session';
 
 export type BatchHandler = (task: BatchTask) => Promise<BatchDone>;
@@ -35,6 +36,64 @@ export function retireOnFault(handler: BatchHandler, identity: WorkerIdentity): 
   };
 }
 
+type TypedArray =
+  | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array
+  | BigUint64Array | BigInt64Array | Float32Array | Float64Array;
+
+/** A typed view of `bytes` bytes of `buffer` for onnxruntime, by datatype (BOOL and FP16 as their raw integers). */
+function typedView(datatype: Datatype, buffer: ArrayBuffer, bytes: number): TypedArray {
+  const count = bytes / ELEMENT_BYTES[datatype];
+  switch (datatype) {
+    case 'BOOL':
+    case 'UINT8':
+      return new Uint8Array(buffer, 0, count);
+    case 'INT8':
+      return new Int8Array(buffer, 0, count);
+    case 'UINT16':
+    case 'FP16':
+      return new Uint16Array(buffer, 0, count);
+    case 'INT16':
+      return new Int16Array(buffer, 0, count);
+    case 'UINT32':
+      return new Uint32Array(buffer, 0, count);
+    case 'INT32':
+      return new Int32Array(buffer, 0, count);
+    case 'UINT64':
+      return new BigUint64Array(buffer, 0, count);
+    case 'INT64':
+      return new BigInt64Array(buffer, 0, count);
+    case 'FP32':
+      return new Float32Array(buffer, 0, count);
+    case 'FP64':
+      return new Float64Array(buffer, 0, count);
+    case 'BYTES':
+      throw new Error('BYTES has no typed view');
+  }
+}
+
+/** A BYTES tensor's raw form (each element: 4-byte little-endian length, then its bytes) -> strings. */
+function decodeStrings(raw: Buffer): string[] {
+  const strings: string[] = [];
+  for (let at = 0; at + 4 <= raw.length; ) {
+    const length = raw.readUInt32LE(at);
+    strings.push(raw.toString('utf8', at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  return strings;
+}
+
+function encodeStrings(strings: readonly string[]): Uint8Array {
+  const parts = strings.map((s) => Buffer.from(s, 'utf8'));
+  const out = Buffer.alloc(parts.reduce((n, p) => n + 4 + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.writeUInt32LE(part.length, at);
+    part.copy(out, at + 4);
+    at += 4 + part.length;
+  }
+  return out;
+}
+
 export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity }> {
   const identity = { worker: Atomics.add(new Int32Array(init.workerIds), 0, 1), threadId };
   const device = init.deviceIds.length > 0 ? init.deviceIds[identity.worker % init.deviceIds.length] : identity.worker;
@@ -42,65 +101,121 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
   const { layout } = init;
   const slabs = init.slabs.map((slab) => slabViews(slab, layout));
   const claims = new Int32Array(init.claims);
+  const maxRows = layout.maxBatchRows;
   // onnxruntime-node refuses tensors over SharedArrayBuffer memory ("Invalid argument"), so the batch's rows are
-  // copied into this worker-private buffer first (8 KB costs well under a microsecond).
-  const privateInput = new Float32Array(layout.maxBatchRows * layout.inputWidth);
-  // One feed per batch size, made on first use: the tensor's shape carries the row count.
+  // copied into worker-private buffers first (8 KB costs well under a microsecond), one per input.
+  const privates = init.inputs.map((_, i) => new ArrayBuffer(maxRows * layout.inputRowBytes[i]));
+  const privateBytes = privates.map((buffer) => new Uint8Array(buffer));
+  const fixed = init.inputs.every((t) => t.datatype !== 'BYTES' && t.dims.every((d) => d >= 0));
+  // Fixed inputs: one feed per batch size, made on first use (the tensors' shapes carry the row count).
   const feeds: Array<Record<string, ort.Tensor> | undefined> = [];
   const feedFor = (rows: number): Record<string, ort.Tensor> => {
     let feed = feeds[rows];
     if (feed === undefined) {
-      const data = privateInput.subarray(0, rows * layout.inputWidth);
-      const shape = init.batches ? [rows, ...init.inputDims] : init.inputDims;
-      feed = { [init.inputName]: new ort.Tensor('float32', data, shape) };
+      feed = {};
+      init.inputs.forEach((tensor, i) => {
+        const data = typedView(tensor.datatype, privates[i], rows * layout.inputRowBytes[i]);
+        feed![tensor.name] = new ort.Tensor(ORT_TYPES[tensor.datatype] as ort.Tensor.Type, data, init.batches ? [rows, ...tensor.dims] : tensor.dims);
+      });
       feeds[rows] = feed;
     }
     return feed;
   };
+  // Variable inputs: a feed per batch, from the task's shapes and byte lengths.
+  const variableFeed = (shapes: number[][], byteLengths: number[]): Record<string, ort.Tensor> => {
+    const feed: Record<string, ort.Tensor> = {};
+    init.inputs.forEach((tensor, i) => {
+      const type = ORT_TYPES[tensor.datatype] as ort.Tensor.Type;
+      feed[tensor.name] = tensor.datatype === 'BYTES'
+        ? new ort.Tensor(type, decodeStrings(Buffer.from(privates[i], 0, byteLengths[i])), shapes[i])
+        : new ort.Tensor(type, typedView(tensor.datatype, privates[i], byteLengths[i]), shapes[i]);
+    });
+    return feed;
+  };
   const failed = (error: string): BatchDone => ({ computeUs: 0, ...identity, error });
   const revoked: BatchDone = { computeUs: 0, ...identity, revoked: true };
+
+  /** Checks every output's shape; writes slab outputs into the slab (under the claim), returns the others. */
+  const deliver = (results: ort.InferenceSession.OnnxValueMapType, slab: number, rows: number, ticket: number): BatchDone | Array<MessageOutput | null> | null => {
+    for (const tensor of init.outputs) {
+      const result = results[tensor.name];
+      const dims = init.batches ? tensor.dims : tensor.dims;
+      const wrongShape = outputShapeError(tensor.name, result.dims, rows, dims, init.batches);
+      if (wrongShape !== null) return failed(wrongShape);
+    }
+    let messages: Array<MessageOutput | null> | null = null;
+    if (!claimSlab(claims, slab, ticket)) return revoked;
+    init.outputs.forEach((tensor, i) => {
+      const result = results[tensor.name];
+      if (layout.outputRowBytes[i] > 0) {
+        const data = result.data as TypedArray;
+        slabs[slab].outputs[i].set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 0);
+      } else {
+        messages ??= init.outputs.map(() => null);
+        const data = tensor.datatype === 'BYTES'
+          ? encodeStrings(result.data as string[])
+          : Uint8Array.from(new Uint8Array((result.data as TypedArray).buffer, (result.data as TypedArray).byteOffset, (result.data as TypedArray).byteLength));
+        messages[i] = { dims: result.dims.slice(), data };
+      }
+    });
+    unclaimSlab(claims, slab, ticket);
+    return messages;
+  };
 
   // Warm-up, before the first task: the first run of each batch shape pays onnxruntime's allocations and planning.
   // A model that fails it (an error, or the wrong output shape for a batch size) fails every batch it is given,
   // with the reason, so that its load fails with it.
   let warmupFailure: string | null = null;
   try {
-    for (const sample of init.warmup) {
-      const values = privateInput.subarray(0, sample.rows * layout.inputWidth);
+    for (const sample of fixed ? init.warmup : []) {
       for (let n = 0; n < sample.count; n++) {
-        if (sample.source === 'zero') values.fill(0);
-        else if (sample.source === 'random') for (let i = 0; i < values.length; i++) values[i] = Math.random();
-        else for (let r = 0; r < sample.rows; r++) values.set(sample.source, r * layout.inputWidth);
-        const result = (await session.run(feedFor(sample.rows)))[init.outputName];
-        const wrongShape = outputShapeError(init.outputName, result.dims, sample.rows, init.outputDims, init.batches);
-        if (wrongShape !== null) throw new Error(wrongShape);
+        init.inputs.forEach((tensor, i) => {
+          const rowBytes = layout.inputRowBytes[i];
+          const bytes = privateBytes[i].subarray(0, sample.rows * rowBytes);
+          const source = sample.inputs[i];
+          if (source === 'zero') bytes.fill(0);
+          else if (source === 'random') {
+            // Random values of the tensor's own type: bytes for integers, [0, 1) for floats.
+            if (tensor.datatype === 'FP32') new Float32Array(privates[i], 0, bytes.length / 4).forEach((_, k, a) => (a[k] = Math.random()));
+            else if (tensor.datatype === 'FP64') new Float64Array(privates[i], 0, bytes.length / 8).forEach((_, k, a) => (a[k] = Math.random()));
+            else if (tensor.datatype === 'BOOL') bytes.forEach((_, k, a) => (a[k] = Math.random() < 0.5 ? 0 : 1));
+            else bytes.forEach((_, k, a) => (a[k] = Math.floor(Math.random() * 256)));
+          } else for (let r = 0; r < sample.rows; r++) bytes.set(source, r * rowBytes);
+        });
+        const results = await session.run(feedFor(sample.rows));
+        for (const tensor of init.outputs) {
+          const wrongShape = outputShapeError(tensor.name, results[tensor.name].dims, sample.rows, tensor.dims, init.batches);
+          if (wrongShape !== null) throw new Error(wrongShape);
+        }
       }
     }
   } catch (error) {
     warmupFailure = `warm-up failed: ${error instanceof Error ? error.message : String(error)}`;
   }
 
-  const handler = async ({ slab, rows, ticket }: BatchTask): Promise<BatchDone> => {
+  const handler = async ({ slab, rows, ticket, shapes, byteLengths }: BatchTask): Promise<BatchDone> => {
     if (warmupFailure !== null) return failed(warmupFailure);
     const started = performance.now();
-    const { input, output } = slabs[slab];
+    const regions = slabs[slab].inputs;
     if (!claimSlab(claims, slab, ticket)) return revoked;
-    privateInput.set(input.subarray(0, rows * layout.inputWidth));
+    for (let i = 0; i < regions.length; i++) {
+      const length = byteLengths === undefined ? rows * layout.inputRowBytes[i] : byteLengths[i];
+      privateBytes[i].set(regions[i].subarray(0, length));
+    }
     unclaimSlab(claims, slab, ticket);
-    let result: ort.Tensor;
+    let results: ort.InferenceSession.OnnxValueMapType;
     try {
-      result = (await session.run(feedFor(rows)))[init.outputName];
+      results = await session.run(shapes === undefined || byteLengths === undefined ? feedFor(rows) : variableFeed(shapes, byteLengths));
     } catch (error) {
       return failed(error instanceof Error ? error.message : String(error));
     }
-    // The shape, not only the count: rows must line up one-to-one with the batch's input rows, or one caller's
+    // The shapes, not only the counts: rows must line up one-to-one with the batch's input rows, or one caller's
     // rows would be answered to another.
-    const wrongShape = outputShapeError(init.outputName, result.dims, rows, init.outputDims, init.batches);
-    if (wrongShape !== null) return failed(wrongShape);
-    if (!claimSlab(claims, slab, ticket)) return revoked;
-    output.set(result.data as Float32Array, 0);
-    unclaimSlab(claims, slab, ticket);
-    return { computeUs: (performance.now() - started) * 1000, ...identity };
+    const delivered = deliver(results, slab, rows, ticket);
+    if (delivered !== null && !Array.isArray(delivered)) return delivered;
+    const done: BatchDone = { computeUs: (performance.now() - started) * 1000, ...identity };
+    if (delivered !== null) done.outputs = delivered;
+    return done;
   };
   return { handler, identity };
 }

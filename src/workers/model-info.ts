@@ -1,27 +1,41 @@
-// What the main thread must know of a model before it lays out slabs: its input and output names, row widths and
-// whether it batches at all. Read once at start-up from a session of its own, which also proves that the model
-// loads before any worker starts; the session is released at once.
+// What the main thread must know of a model before it lays out slabs: its signature (every input and output, with
+// datatype and per-row dims), whether it batches, and how ModelService (one float32 vector each way) can carry it.
+// Read once per load from a session of its own, which also proves that the model loads before any worker starts;
+// the session is released at once.
 //
-// A model's declared shapes are checked here and its actual output shape is checked on every batch (onnx-worker.ts):
-// a model whose output rows do not line up one-to-one with its input rows would hand one caller's rows to another.
+// A model's declared shapes are checked here and its actual output shapes are checked on every batch
+// (batch-handler.ts): a model whose output rows do not line up one-to-one with its input rows would hand one caller's
+// rows to another.
 import * as ort from 'onnxruntime-node';
+import {
+  datatypeOfOrt,
+  elementCount,
+  formatShape,
+  isFixed,
+  ORT_TYPES,
+  type Datatype,
+  type Signature,
+  type TensorSpec,
+} from '../models/tensor';
 import type { ExecutionProvider } from './protocol';
 import { openSession } from './session';
 
-export interface ModelInfo {
+export { formatShape };
+
+/** How ModelService carries the model: one float32 input row in, one float32 output row out. */
+export interface SeedView {
   inputName: string;
   outputName: string;
-  /** The dimensions one row fills: after the batch dimension when the model batches, else the whole shape. */
-  inputDims: number[];
+  /** Index of the served output in the signature's outputs. */
+  outputIndex: number;
   inputWidth: number;
-  /** The output's dimensions for one row, likewise (as the model answered a probe); their product is outputWidth. */
-  outputDims: number[];
   outputWidth: number;
-  /**
-   * True: batches of rows, shape [rows, ...inputDims]. False (a fixed batch dimension of 1, or max_batch_size 0):
-   * one request at a time, its tensor exactly inputDims.
-   */
-  batches: boolean;
+}
+
+export interface ModelInfo {
+  signature: Signature;
+  /** ModelService's view; a string: why ModelService cannot carry this model (the v2 API can). */
+  seed: SeedView | string;
 }
 
 /** The model (or the variable that chose from it) cannot be served; names the variable to change. */
@@ -39,35 +53,6 @@ type Dim = number | string;
 
 /** A dimension the model leaves open: symbolic (a name) or unknown (negative in some exporters' metadata). */
 const isDynamic = (dim: Dim) => typeof dim === 'string' || dim < 0;
-
-export const formatShape = (shape: readonly Dim[]) => `[${shape.join(', ')}]`;
-
-function floatTensor(meta: ort.InferenceSession.ValueMetadata, role: string, modelPath: string) {
-  if (!meta.isTensor || meta.type !== 'float32') {
-    throw new ModelRefused('MODEL_PATH', `model ${modelPath}: its ${role} "${meta.name}" must be a float32 tensor`);
-  }
-  return meta;
-}
-
-/** The output to serve: OUTPUT_NAME when set, else the only one; a model with several needs OUTPUT_NAME. */
-function chooseOutput(session: ort.InferenceSession, modelPath: string, outputName: string | null) {
-  const outputs = session.outputMetadata;
-  const names = outputs.map((o) => `"${o.name}"`).join(', ');
-  if (outputName !== null) {
-    const chosen = outputs.find((o) => o.name === outputName);
-    if (chosen === undefined) {
-      throw new ModelRefused('OUTPUT_NAME', `model ${modelPath} has no output "${outputName}"; its outputs are ${names}`);
-    }
-    return chosen;
-  }
-  if (outputs.length !== 1) {
-    throw new ModelRefused(
-      'OUTPUT_NAME',
-      `model ${modelPath} has ${outputs.length} outputs (${names}); set OUTPUT_NAME to the one to serve`,
-    );
-  }
-  return outputs[0];
-}
 
 /** What config.pbtxt says of the model's tensors, checked against the ONNX file before anything else. */
 export interface DeclaredSignature {
@@ -87,18 +72,19 @@ export interface DeclaredTensor {
   dims: readonly number[];
 }
 
-/** onnxruntime's tensor type names -> the Open Inference Protocol's datatype names. */
-const DATATYPES: Record<string, string> = {
-  bool: 'BOOL', uint8: 'UINT8', uint16: 'UINT16', uint32: 'UINT32', uint64: 'UINT64', int8: 'INT8', int16: 'INT16',
-  int32: 'INT32', int64: 'INT64', float16: 'FP16', float32: 'FP32', float64: 'FP64', string: 'BYTES',
-};
+type Meta = ort.InferenceSession.ValueMetadata & { isTensor: true };
 
-export const datatypeOf = (meta: ort.InferenceSession.ValueMetadata) =>
-  meta.isTensor ? (DATATYPES[meta.type] ?? meta.type.toUpperCase()) : 'NON_TENSOR';
+function datatypeOf(meta: ort.InferenceSession.ValueMetadata, role: string, modelPath: string): Datatype {
+  const datatype = meta.isTensor ? datatypeOfOrt(meta.type) : null;
+  if (datatype === null) {
+    throw new ModelRefused('MODEL_PATH', `model ${modelPath}: ${role} "${meta.name}" is ${meta.isTensor ? `a ${meta.type} tensor` : 'not a tensor'}, which tickserve cannot carry`);
+  }
+  return datatype;
+}
 
 /** Refuses a config.pbtxt that contradicts the model, naming both shapes (or types). */
 function checkDeclared(session: ort.InferenceSession, declared: DeclaredSignature, modelPath: string): void {
-  const refuse = (message: string) => {
+  const refuse = (message: string): never => {
     throw new ModelRefused('MODEL_PATH', `${declared.file} contradicts ${modelPath}: ${message}`);
   };
   for (const [role, tensors, metas] of [
@@ -108,10 +94,9 @@ function checkDeclared(session: ort.InferenceSession, declared: DeclaredSignatur
     for (const tensor of tensors) {
       const meta = metas.find((m) => m.name === tensor.name);
       if (meta === undefined) {
-        refuse(`it declares ${role} "${tensor.name}", but the model's ${role}s are ${metas.map((m) => `"${m.name}"`).join(', ')}`);
-        return;
+        return refuse(`it declares ${role} "${tensor.name}", but the model's ${role}s are ${metas.map((m) => `"${m.name}"`).join(', ')}`);
       }
-      const actual = datatypeOf(meta);
+      const actual = datatypeOf(meta, role, modelPath);
       if (actual !== tensor.dataType) refuse(`${role} "${tensor.name}" is ${tensor.dataType} in the config, ${actual} in the model`);
       if (!meta.isTensor) continue;
       const shape = meta.shape;
@@ -130,10 +115,45 @@ function checkDeclared(session: ort.InferenceSession, declared: DeclaredSignatur
 }
 
 export interface InspectOptions {
-  /** The output to serve when the model has several (OUTPUT_NAME, or the one output config.pbtxt names). */
+  /** The output ModelService serves when the model has several (OUTPUT_NAME, or the one config.pbtxt names). */
   outputName: string | null;
   /** config.pbtxt's view of the tensors; null: everything comes from the ONNX file (Triton's auto-complete). */
   declared?: DeclaredSignature | null;
+  /** MODEL_PATH: the model is served on ModelService only, so a model it cannot carry is refused outright. */
+  requireSeed?: boolean;
+}
+
+/** A tensor's per-request dims: after the batch axis when batching, config.pbtxt fixing what the model leaves open. */
+function specOf(meta: Meta, datatype: Datatype, batches: boolean, declared: DeclaredTensor | undefined): TensorSpec {
+  const modelDims = batches ? meta.shape.slice(1) : meta.shape;
+  const dims = modelDims.map((d, i) => {
+    if (!isDynamic(d)) return d as number;
+    const fixed = declared?.dims[i];
+    return fixed !== undefined && fixed > 0 ? fixed : -1;
+  });
+  return { name: meta.name, datatype, dims };
+}
+
+function zeros(spec: TensorSpec, batches: boolean): ort.Tensor {
+  const shape = batches ? [1, ...spec.dims] : [...spec.dims];
+  const count = elementCount(spec.dims);
+  const type = ORT_TYPES[spec.datatype] as ort.Tensor.Type;
+  switch (spec.datatype) {
+    case 'INT64':
+      return new ort.Tensor(type, new BigInt64Array(count), shape);
+    case 'UINT64':
+      return new ort.Tensor(type, new BigUint64Array(count), shape);
+    case 'BOOL':
+      return new ort.Tensor(type, new Uint8Array(count), shape);
+    case 'FP16':
+      return new ort.Tensor(type, new Uint16Array(count), shape);
+    case 'BYTES':
+      return new ort.Tensor(type, new Array<string>(count).fill(''), shape);
+    default: {
+      const Arrays = { UINT8: Uint8Array, UINT16: Uint16Array, UINT32: Uint32Array, INT8: Int8Array, INT16: Int16Array, INT32: Int32Array, FP32: Float32Array, FP64: Float64Array };
+      return new ort.Tensor(type, new Arrays[spec.datatype as keyof typeof Arrays](count), shape);
+    }
+  }
 }
 
 export async function inspectModel(
@@ -145,81 +165,115 @@ export async function inspectModel(
   try {
     const declared = options.declared ?? null;
     if (declared !== null) checkDeclared(session, declared, modelPath);
-    if (session.inputMetadata.length !== 1) {
-      throw new ModelRefused(
-        'MODEL_PATH',
-        `model ${modelPath} must have exactly one input (has ${session.inputMetadata.length})`,
-      );
-    }
-    const input = floatTensor(session.inputMetadata[0], 'input', modelPath);
-    const output = floatTensor(chooseOutput(session, modelPath, options.outputName), 'output', modelPath);
-    const declaredInput = declared?.inputs.find((t) => t.name === input.name);
-    const batchDim = input.shape[0];
-    // Batching: as config.pbtxt says, else a dynamic first dimension. A fixed first dimension of 1 (and
-    // max_batch_size 0) means one request at a time, its tensor exactly the model's input shape.
-    const batches = declared !== null ? declared.maxBatchSize > 0 : input.shape.length >= 1 && isDynamic(batchDim);
-    if (declared === null && input.shape.length >= 1 && !isDynamic(batchDim) && batchDim !== 1) {
-      throw new ModelRefused(
-        'MODEL_PATH',
-        `model ${modelPath}: input "${input.name}" has shape ${formatShape(input.shape)}, a fixed batch dimension ` +
-          `of ${batchDim}; the batch dimension (the first) must be dynamic or 1`,
-      );
-    }
-    // The dims a request fills: after the batch dimension when batching, else all of them; config.pbtxt may fix
-    // what the model leaves open.
-    const modelDims = batches ? input.shape.slice(1) : input.shape;
-    const inputDims = modelDims.map((d, i) => (isDynamic(d) ? (declaredInput?.dims[i] ?? d) : d));
-    if ((batches && input.shape.length < 2) || !inputDims.every((d): d is number => typeof d === 'number' && d > 0)) {
-      throw new ModelRefused(
-        'MODEL_PATH',
-        `model ${modelPath}: input "${input.name}" has shape ${formatShape(input.shape)}; ModelService needs ` +
-          `${batches ? '[batch, d1, ...]' : '[d1, ...]'} with every ${batches ? 'non-batch ' : ''}dimension fixed ` +
-          '(by the model or by config.pbtxt)',
-      );
+    const inputs = session.inputMetadata.map((m) => m as Meta);
+    const outputs = session.outputMetadata.map((m) => m as Meta);
+    const inputTypes = inputs.map((m) => datatypeOf(m, 'input', modelPath));
+    const outputTypes = outputs.map((m) => datatypeOf(m, 'output', modelPath));
+    // Batching: as config.pbtxt says, else every input's first dimension dynamic. Without config.pbtxt a fixed
+    // first dimension of 1 is the batch's too (one request at a time, a common PyTorch export); any other fixed
+    // first dimension is refused: it cannot be a batch, and the model's inputs need config.pbtxt to say so.
+    const batches = declared !== null ? declared.maxBatchSize > 0 : inputs.every((m) => m.shape.length >= 1 && isDynamic(m.shape[0]));
+    if (declared === null && !batches) {
+      for (const input of inputs) {
+        if (input.shape.length >= 1 && !isDynamic(input.shape[0]) && input.shape[0] !== 1) {
+          throw new ModelRefused(
+            'MODEL_PATH',
+            `model ${modelPath}: input "${input.name}" has shape ${formatShape(input.shape)}, a fixed batch dimension ` +
+              `of ${input.shape[0]}; the batch dimension (the first) must be dynamic or 1 (or give the model a ` +
+              'config.pbtxt with max_batch_size: 0 to pass its tensors as sent)',
+          );
+        }
+      }
     }
     // Without config.pbtxt the first dimension is the batch's, even when fixed at 1: one output row per input row.
     const batchAxis = batches || declared === null;
-    const outputBatchDim = output.shape[0];
-    if (batchAxis && (output.shape.length < 1 || (!isDynamic(outputBatchDim) && outputBatchDim !== 1))) {
-      throw new ModelRefused(
-        'MODEL_PATH',
-        `model ${modelPath}: output "${output.name}" has shape ${formatShape(output.shape)}; its first dimension ` +
-          'must be the batch (dynamic or 1), one output row per input row',
-      );
+    for (const output of outputs) {
+      const first = output.shape[0];
+      if (batchAxis && (output.shape.length < 1 || (!isDynamic(first) && first !== 1))) {
+        throw new ModelRefused(
+          'MODEL_PATH',
+          `model ${modelPath}: output "${output.name}" has shape ${formatShape(output.shape)}; its first dimension ` +
+            'must be the batch (dynamic or 1), one output row per input row',
+        );
+      }
     }
-    const inputWidth = inputDims.reduce((a, b) => a * b, 1);
-    // The output's shape may be symbolic; one probe row settles its dimensions, and shows at once a model that
-    // does not answer one output row per input row.
-    const probe = new ort.Tensor('float32', new Float32Array(inputWidth), batches ? [1, ...inputDims] : inputDims);
-    const result = (await session.run({ [input.name]: probe }))[output.name];
-    const dims = result.dims.slice();
-    result.dispose();
-    if (batchAxis && (dims.length < 1 || dims[0] !== 1)) {
-      throw new ModelRefused(
-        'MODEL_PATH',
-        `model ${modelPath}: output "${output.name}" has shape ${formatShape(dims)} for one input row; ` +
-          'its first dimension must be the batch (1 here), one output row per input row',
-      );
+    const inputSpecs = inputs.map((m, i) => specOf(m, inputTypes[i], batches, declared?.inputs.find((t) => t.name === m.name)));
+    let outputSpecs = outputs.map((m, i) => specOf(m, outputTypes[i], batches, declared?.outputs.find((t) => t.name === m.name)));
+    // With every input fixed, one probe settles the outputs' dims (often symbolic in the file), and shows at once a
+    // model that does not answer one output row per input row.
+    if (inputSpecs.every(isFixed)) {
+      const feeds = Object.fromEntries(inputSpecs.map((spec) => [spec.name, zeros(spec, batches)]));
+      const results = await session.run(feeds);
+      outputSpecs = outputSpecs.map((spec) => {
+        const dims = results[spec.name].dims.slice();
+        results[spec.name].dispose();
+        if (batchAxis && (dims.length < 1 || dims[0] !== 1)) {
+          throw new ModelRefused(
+            'MODEL_PATH',
+            `model ${modelPath}: output "${spec.name}" has shape ${formatShape(dims)} for one input row; ` +
+              'its first dimension must be the batch (1 here), one output row per input row',
+          );
+        }
+        // Probed dims replace only what the file left open: a dimension the file fixes stays as it says.
+        const probed = batches ? dims.slice(1) : dims;
+        return { ...spec, dims: spec.datatype === 'BYTES' ? spec.dims : probed };
+      });
     }
-    const outputDims = batches ? dims.slice(1) : dims;
-    const outputWidth = outputDims.reduce((a, b) => a * b, 1);
-    if (outputWidth === 0) throw new ModelRefused('MODEL_PATH', `model ${modelPath}: output "${output.name}" is empty for one row`);
-    return { inputName: input.name, outputName: output.name, inputDims, inputWidth, outputDims, outputWidth, batches };
+    const signature: Signature = { inputs: inputSpecs, outputs: outputSpecs, batches };
+    const seed = seedView(signature, modelPath, options.outputName);
+    if (typeof seed === 'string' && (options.requireSeed ?? false)) {
+      throw new ModelRefused(/OUTPUT_NAME/.test(seed) ? 'OUTPUT_NAME' : 'MODEL_PATH', seed);
+    }
+    return { signature, seed };
   } finally {
     await session.release();
   }
 }
 
+/** How ModelService carries the model, or why it cannot (the message names the model and what it has). */
+export function seedView(signature: Signature, modelPath: string, outputName: string | null): SeedView | string {
+  const { inputs, outputs } = signature;
+  const names = outputs.map((o) => `"${o.name}"`).join(', ');
+  if (inputs.length !== 1) {
+    return `model ${modelPath} has ${inputs.length} inputs; ModelService carries one float32 input (use the KServe v2 API)`;
+  }
+  let outputIndex = 0;
+  if (outputName !== null) {
+    outputIndex = outputs.findIndex((o) => o.name === outputName);
+    if (outputIndex < 0) return `model ${modelPath} has no output "${outputName}"; its outputs are ${names} (OUTPUT_NAME)`;
+  } else if (outputs.length !== 1) {
+    return `model ${modelPath} has ${outputs.length} outputs (${names}); set OUTPUT_NAME to the one to serve`;
+  }
+  const [input] = inputs;
+  const output = outputs[outputIndex];
+  for (const [role, spec] of [['input', input], ['output', output]] as const) {
+    if (spec.datatype !== 'FP32') {
+      return `model ${modelPath}: its ${role} "${spec.name}" is ${spec.datatype}; ModelService carries float32 only (use the KServe v2 API)`;
+    }
+  }
+  if ((signature.batches && input.dims.length < 1) || !isFixed(input)) {
+    return `model ${modelPath}: input "${input.name}" has dims ${formatShape(input.dims)}; ModelService needs every ` +
+      `${signature.batches ? 'non-batch ' : ''}dimension fixed (by the model or by config.pbtxt), or use the KServe v2 API`;
+  }
+  if (!isFixed(output)) {
+    return `model ${modelPath}: output "${output.name}" has dims ${formatShape(output.dims)}, not fixed; ModelService needs a fixed row (use the KServe v2 API)`;
+  }
+  const inputWidth = elementCount(input.dims);
+  const outputWidth = elementCount(output.dims);
+  if (outputWidth === 0) return `model ${modelPath}: output "${output.name}" is empty for one row`;
+  return { inputName: input.name, outputName: output.name, outputIndex, inputWidth, outputWidth };
+}
+
 /**
- * Checks one batch's output against the shape the server laid out at startup; null when it matches, else what is
+ * Checks one batch's output against the shape the server laid out at load; null when it matches, else what is
  * wrong. Called on every batch, before any row is copied out: the total count alone cannot tell [2N, w/2] from
- * [N, w], and the first would answer each caller with other callers' rows.
+ * [N, w], and the first would answer each caller with other callers' rows. A -1 in `dims` matches anything.
  */
-export function outputShapeError(name: string, dims: readonly number[], rows: number, outputDims: readonly number[], batches: boolean): string | null {
+export function outputShapeError(name: string, actual: readonly number[], rows: number, dims: readonly number[], batches: boolean): string | null {
   const lead = batches ? 1 : 0;
-  let matches = dims.length === outputDims.length + lead && (!batches || dims[0] === rows);
-  for (let i = 0; matches && i < outputDims.length; i++) matches = dims[i + lead] === outputDims[i];
+  let matches = actual.length === dims.length + lead && (!batches || actual[0] === rows);
+  for (let i = 0; matches && i < dims.length; i++) matches = dims[i] < 0 || actual[i + lead] === dims[i];
   if (matches) return null;
-  const expected = batches ? [rows, ...outputDims] : outputDims;
-  return `output "${name}" has shape ${formatShape(dims)} for a batch of ${rows} rows; expected ${formatShape(expected)}`;
+  const expected = batches ? [rows, ...dims] : dims;
+  return `output "${name}" has shape ${formatShape(actual)} for a batch of ${rows} rows; expected ${formatShape(expected)}`;
 }

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import { RingQueue } from '../batching/queue';
-import type { ExecutorFault } from '../batching/batcher';
+import type { ExecutorFault, SoloShapes } from '../batching/batcher';
 import { CLAIM_RELEASE_WAIT_MS, revokeSlab } from '../batching/slab';
 import type { BatchDone, BatchTask, WorkerInit } from './protocol';
 
@@ -63,9 +63,9 @@ export class WorkerPool {
    * Runs the batch in `slab`; rejects with WorkerFault, after which no worker touches the slab for it (or, with
    * `slabSetAside`, nobody may: a worker died or hung holding it).
    */
-  async run(slab: number, rows: number): Promise<BatchDone> {
+  async run(slab: number, rows: number, solo?: SoloShapes): Promise<BatchDone> {
     for (;;) {
-      const done = await this.runOnce(slab, rows);
+      const done = await this.runOnce(slab, rows, solo);
       // A batch handed to a worker that had just reported a fault: it was left untouched, so it runs again.
       if (done.retired) continue;
       if (done.fault !== undefined) {
@@ -76,11 +76,11 @@ export class WorkerPool {
     }
   }
 
-  private async runOnce(slab: number, rows: number): Promise<BatchDone> {
+  private async runOnce(slab: number, rows: number, solo?: SoloShapes): Promise<BatchDone> {
     this.lastTicket = this.lastTicket === 0x7fffffff ? 1 : this.lastTicket + 1;
     const ticket = this.lastTicket;
     Atomics.store(this.claims, slab, ticket);
-    const task: BatchTask = { slab, rows, ticket };
+    const task: BatchTask = solo === undefined ? { slab, rows, ticket } : { slab, rows, ticket, shapes: solo.shapes, byteLengths: solo.byteLengths };
     const timeoutMs = this.options.taskTimeoutMs;
     if (timeoutMs === 0) return this.piscina.run(task).catch((error: unknown) => this.fault(slab, ticket, error, 0));
     const timeout = new TaskTimeout(timeoutMs);

@@ -1,18 +1,25 @@
 // The messages between the main thread and the ONNX workers, in one place.
 import type { SlabLayout } from '../batching/slab';
+import type { Datatype } from '../models/tensor';
 
 export type ExecutionProvider = 'cpu' | 'cuda';
+
+/** A tensor as the worker feeds or fetches it. */
+export interface WorkerTensor {
+  name: string;
+  datatype: Datatype;
+  /** Per request: after the batch dimension when the model batches, else the whole shape; -1 variable. */
+  dims: number[];
+}
 
 /** Given to every worker once, at start (piscina's workerData). SharedArrayBuffers in it are shared, not copied. */
 export interface WorkerInit {
   modelPath: string;
-  inputName: string;
-  outputName: string;
-  /** The model input's non-batch dimensions; their product is layout.inputWidth. */
-  inputDims: number[];
-  /** The served output's dimensions for one row; every batch's output must be [rows, ...outputDims]. */
-  outputDims: number[];
-  /** False: the model does not batch; each task is one request whose tensors are exactly inputDims / outputDims. */
+  /** In the model's order; the slab has a region for each, in the same order (layout.inputRowBytes). */
+  inputs: WorkerTensor[];
+  /** Every output of the model, in its order; layout.outputRowBytes[i] = 0 for one that comes back in BatchDone. */
+  outputs: WorkerTensor[];
+  /** False: the model does not batch; each task is one request whose tensors are exactly as sent. */
   batches: boolean;
   layout: SlabLayout;
   slabs: SharedArrayBuffer[];
@@ -28,19 +35,31 @@ export interface WorkerInit {
   warmup: WarmupSample[];
 }
 
-/** A warm-up batch of `rows` rows: zeros, uniform random numbers in [0, 1), or one row repeated. */
+/** A warm-up batch of `rows` rows; per input: zeros, random values, or one row's raw bytes repeated. */
 export interface WarmupSample {
   rows: number;
-  source: 'zero' | 'random' | Float32Array;
+  inputs: Array<'zero' | 'random' | Uint8Array>;
   count: number;
 }
 
-/** One batch to run: the slab that holds it and how many of its input rows are filled. */
+/** One batch to run: the slab that holds it and how many rows of its input regions are filled. */
 export interface BatchTask {
   slab: number;
   rows: number;
   /** The ticket stored in the slab's claim word for this batch. */
   ticket: number;
+  /**
+   * Only for a model with variable dimensions: each input's shape for this batch (the batch's requests all share
+   * it) and its bytes in the input region. Absent: every input is fixed, [rows, ...dims].
+   */
+  shapes?: number[][];
+  byteLengths?: number[];
+}
+
+/** An output that is not in the slab (variable shape or strings): its shape and bytes (BYTES: length-prefixed). */
+export interface MessageOutput {
+  dims: number[];
+  data: Uint8Array;
 }
 
 /** What a worker sends back once it has written the batch's outputs into the slab. */
@@ -49,6 +68,8 @@ export interface BatchDone {
   worker: number;
   /** The worker's thread, so that the pool can replace this very worker. */
   threadId: number;
+  /** Outputs not in the slab, by output index (null for those in the slab); absent when every output is. */
+  outputs?: Array<MessageOutput | null>;
   /**
    * Set when the model failed on this batch, or answered it with the wrong shape (the worker itself is fine and
    * keeps serving); no outputs were written.

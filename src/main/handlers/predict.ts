@@ -2,7 +2,7 @@
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
-import type { BatchFigures, BatchRequest } from '../../batching/batcher';
+import type { BatchFigures, BatchOutputs, BatchRequest } from '../../batching/batcher';
 import type { ModelInstance } from '../../models/instance';
 import { admit, route } from '../admission';
 import { encodeResponse, type PredictRequest } from '../codec';
@@ -16,27 +16,34 @@ class UnaryRequest implements BatchRequest {
   enqueuedAt = 0;
   queued = false;
   cancelled = false;
+  readonly inputs: readonly Buffer[];
+  readonly shapes = null;
 
   constructor(
-    readonly featureBytes: Buffer,
+    featureBytes: Buffer,
     readonly rows: number,
     readonly deadline: number,
     private readonly receivedAt: number,
-    private readonly versionField: Buffer,
+    private readonly model: ModelInstance,
     private readonly callback: sendUnaryData<Buffer>,
     private readonly telemetry: Telemetry,
     readonly spanContext: SpanContext | undefined,
-  ) {}
+  ) {
+    this.inputs = [featureBytes];
+  }
 
-  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
+  complete(outputs: BatchOutputs, firstRow: number, batch: BatchFigures): void {
     const queueUs = (batch.dispatchedAt - this.enqueuedAt) * 1000;
+    const served = this.model.seed!.outputIndex;
+    const rowBytes = outputs.rowBytes[served];
+    const start = firstRow * rowBytes;
     const trailer = new Metadata();
     trailer.set('x-batch-rows', String(batch.rows));
     trailer.set('x-queue-us', String(Math.round(queueUs)));
     trailer.set('x-compute-us', String(Math.round(batch.computeUs)));
-    const response = encodeResponse(output, start, end, {
+    const response = encodeResponse(outputs.bytes[served], start, start + this.rows * rowBytes, {
       latencyMs: batch.finishedAt - this.receivedAt,
-      versionField: this.versionField,
+      versionField: this.model.versionField,
       batchRows: batch.rows,
       queueUs,
       computeUs: batch.computeUs,
@@ -78,7 +85,7 @@ export function predictHandler(context: HandlerContext) {
       rows,
       deadline,
       receivedAt,
-      model.versionField,
+      model,
       callback,
       telemetry,
       telemetry.spanContextOf(call.metadata),

@@ -10,7 +10,7 @@
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import { SpanStatusCode, type Span, type SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
-import type { BatchFigures, BatchRequest } from '../../batching/batcher';
+import type { BatchFigures, BatchOutputs, BatchRequest } from '../../batching/batcher';
 import { RingQueue } from '../../batching/queue';
 import type { ModelInstance } from '../../models/instance';
 import { admit, route } from '../admission';
@@ -33,6 +33,8 @@ class StreamSlot implements BatchRequest {
   /** The encoded answer, once there is one; written when every slot before it has been. */
   response: Buffer | null = null;
   readonly spanContext: SpanContext | undefined;
+  readonly inputs: readonly Buffer[];
+  readonly shapes = null;
 
   constructor(
     private readonly session: StreamSession,
@@ -40,17 +42,21 @@ class StreamSlot implements BatchRequest {
     public target: ModelInstance | null,
     /** As the message asked, for re-routing a held slot whose version began to unload. */
     readonly request: PredictRequest | null,
-    readonly featureBytes: Buffer,
+    featureBytes: Buffer,
     readonly rows: number,
     readonly deadline: number,
     private readonly receivedAt: number,
     private readonly span: Span | null,
   ) {
     this.spanContext = span?.spanContext() ?? session.spanContext;
+    this.inputs = [featureBytes];
   }
 
-  complete(output: Buffer, start: number, end: number, batch: BatchFigures): void {
-    this.response = encodeResponse(output, start, end, {
+  complete(outputs: BatchOutputs, firstRow: number, batch: BatchFigures): void {
+    const served = this.target!.seed!.outputIndex;
+    const rowBytes = outputs.rowBytes[served];
+    const start = firstRow * rowBytes;
+    this.response = encodeResponse(outputs.bytes[served], start, start + this.rows * rowBytes, {
       latencyMs: batch.finishedAt - this.receivedAt,
       versionField: this.target!.versionField,
       batchRows: batch.rows,
