@@ -13,7 +13,7 @@ import { inspectModel, type ModelInfo } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ServedModel } from './admission';
 import { decodePredictRequest, encodeVersionField } from './codec';
-import { PACKAGE_ROOT, type Config } from './config';
+import { listenError, PACKAGE_ROOT, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler, type StreamSession } from './handlers/stream-predict';
@@ -48,6 +48,14 @@ function serverCredentials(config: Config): grpc.ServerCredentials {
   const keyPair = { cert_chain: readFileSync(config.tlsCertFile), private_key: readFileSync(config.tlsKeyFile) };
   const clientCa = config.tlsClientCaFile === null ? null : readFileSync(config.tlsClientCaFile);
   return grpc.ServerCredentials.createSsl(clientCa, [keyPair], clientCa !== null);
+}
+
+/**
+ * The cause of a failed bindAsync: grpc-js wraps the listen errors of every address it tried,
+ * "No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 0.0.0.0:50051]".
+ */
+function bindFailure(error: Error): string {
+  return /resolved errors: \[(.+)\]$/.exec(error.message)?.[1] ?? error.message;
 }
 
 export interface ServerOptions {
@@ -180,12 +188,15 @@ export class InferenceServer {
     return new InferenceServer(config, model, pool, logger, telemetry, layout, slabs);
   }
 
-  /** Listens on HOST:PORT (port 0: any free port) and reports SERVING; returns the bound port. */
+  /**
+   * Listens on HOST:PORT (port 0: any free port) and reports SERVING; returns the bound port. Rejects with a
+   * StartupError naming HOST or PORT when it cannot listen.
+   */
   async listen(): Promise<number> {
     const address = `${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.config.port}`;
     const port = await new Promise<number>((resolve, reject) => {
       this.grpcServer.bindAsync(address, serverCredentials(this.config), (error, bound) =>
-        error ? reject(error) : resolve(bound),
+        error ? reject(listenError(this.config, 'PORT', this.config.port, bindFailure(error))) : resolve(bound),
       );
     });
     this.setServing(true);
