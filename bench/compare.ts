@@ -47,7 +47,8 @@ async function waitReady(port: number, child: ChildProcess, name: string): Promi
 
 function startTickserve(name: string, port: number, env: Record<string, string>, width: number): Target {
   const child = spawn(process.execPath, [ENTRY], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    // METRICS_PORT 0: several servers run at once, and a metrics port in use stops a server from starting.
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', METRICS_PORT: '0', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return { name, port, width, process: child };

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, DEFAULT_MODEL_PATH, loadConfig } from '../src/main/config';
+import { ConfigError, DEFAULT_MODEL_PATH, listenError, loadConfig, StartupError } from '../src/main/config';
+import { makeCerts } from './helpers/certs';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'tickserve-config-'));
+const emptyFile = path.join(dir, 'empty.onnx');
+writeFileSync(emptyFile, '');
+const notPem = path.join(dir, 'not.pem');
+writeFileSync(notPem, 'neither a certificate nor a key\n');
 
 describe('config', () => {
   it('has working defaults', () => {
@@ -30,6 +40,13 @@ describe('config', () => {
 
   const bad: Array<[string, string, Record<string, string>?]> = [
     ['HOST', 'a b'],
+    ['HOST', '256.1.1.1'],
+    ['HOST', '10.0.0'],
+    ['HOST', 'fe80::zz'],
+    ['HOST', '[::1]'],
+    ['MODEL_PATH', '/no/such/model.onnx'],
+    ['MODEL_PATH', dir],
+    ['MODEL_PATH', emptyFile],
     ['PORT', '-1'],
     ['PORT', '1.5'],
     ['MODEL_NAME', 'no spaces'],
@@ -53,6 +70,7 @@ describe('config', () => {
     ['TLS_KEY_FILE', '/no/such/key.pem', { TLS_CERT_FILE: '/etc/hostname' }],
     ['TLS_CLIENT_CA_FILE', '/no/such/ca.pem'],
     ['METRICS_PORT', '99999'],
+    ['METRICS_PORT', '7000', { PORT: '7000' }],
     ['STREAM_MESSAGE_SPANS', 'maybe'],
     ['OTEL_SDK_DISABLED', 'yes please'],
     ['OTEL_EXPORTER_OTLP_PROTOCOL', 'xml'],
@@ -95,5 +113,76 @@ describe('config', () => {
 
   it('mTLS needs TLS', () => {
     assert.throws(() => loadConfig({ TLS_CLIENT_CA_FILE: '/etc/hostname' }), /TLS_CLIENT_CA_FILE="\/etc\/hostname" is invalid: needs TLS_CERT_FILE/);
+  });
+
+  it('accepts host names and IP addresses of either family', () => {
+    for (const host of ['localhost', 'tickserve-0.tickserve', '127.0.0.1', '0.0.0.0', '::', '::1', 'fe80::1']) {
+      assert.equal(loadConfig({ HOST: host }).host, host);
+    }
+  });
+
+  it('METRICS_PORT may equal PORT when OpenTelemetry is off: nothing listens on it', () => {
+    assert.equal(loadConfig({ PORT: '7000', METRICS_PORT: '7000', OTEL_SDK_DISABLED: 'true' }).metricsPort, 7000);
+  });
+});
+
+describe('TLS files are parsed at startup', () => {
+  const certs = makeCerts();
+  const refused = (env: Record<string, string>, variable: string, reason: RegExp) =>
+    assert.throws(() => loadConfig(env), (error: ConfigError) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.variable, variable);
+      assert.equal(error.value, env[variable]);
+      assert.match(error.message, reason);
+      return true;
+    });
+
+  it('a certificate, its key and a client CA are accepted', () => {
+    const config = loadConfig({ TLS_CERT_FILE: certs.serverCert, TLS_KEY_FILE: certs.serverKey, TLS_CLIENT_CA_FILE: certs.caCert });
+    assert.equal(config.tlsCertFile, certs.serverCert);
+    assert.equal(config.tlsClientCaFile, certs.caCert);
+  });
+
+  it('TLS_CERT_FILE must hold a PEM certificate', () => {
+    refused({ TLS_CERT_FILE: notPem, TLS_KEY_FILE: certs.serverKey }, 'TLS_CERT_FILE', /is invalid: a PEM certificate/);
+    refused({ TLS_CERT_FILE: certs.serverKey, TLS_KEY_FILE: certs.serverKey }, 'TLS_CERT_FILE', /is invalid: a PEM certificate/);
+  });
+
+  it('TLS_KEY_FILE must hold a PEM private key', () => {
+    refused({ TLS_CERT_FILE: certs.serverCert, TLS_KEY_FILE: notPem }, 'TLS_KEY_FILE', /is invalid: an unencrypted PEM private key/);
+    refused({ TLS_CERT_FILE: certs.serverCert, TLS_KEY_FILE: certs.serverCert }, 'TLS_KEY_FILE', /is invalid: an unencrypted PEM private key/);
+  });
+
+  it('TLS_KEY_FILE must be the key of the certificate in TLS_CERT_FILE', () => {
+    refused({ TLS_CERT_FILE: certs.serverCert, TLS_KEY_FILE: certs.clientKey }, 'TLS_KEY_FILE', /does not match/);
+  });
+
+  it('TLS_CLIENT_CA_FILE must hold a PEM certificate', () => {
+    const env = { TLS_CERT_FILE: certs.serverCert, TLS_KEY_FILE: certs.serverKey, TLS_CLIENT_CA_FILE: notPem };
+    refused(env, 'TLS_CLIENT_CA_FILE', /is invalid: a PEM certificate/);
+  });
+});
+
+describe('listenError names the setting a failure to listen is down to', () => {
+  const config = loadConfig({ HOST: '10.1.2.3', PORT: '7000', METRICS_PORT: '7001' });
+  const cases: Array<[string, 'PORT' | 'METRICS_PORT', number, string, string]> = [
+    ['listen EADDRINUSE: address already in use 10.1.2.3:7000', 'PORT', 7000, 'PORT', '7000'],
+    ['listen EACCES: permission denied 10.1.2.3:7001', 'METRICS_PORT', 7001, 'METRICS_PORT', '7001'],
+    ['listen EADDRNOTAVAIL: address not available 10.1.2.3:7000', 'PORT', 7000, 'HOST', '10.1.2.3'],
+    ['getaddrinfo ENOTFOUND tickserve.invalid', 'METRICS_PORT', 7001, 'HOST', '10.1.2.3'],
+    ['Name resolution failed for target dns:tickserve.invalid:7000', 'PORT', 7000, 'HOST', '10.1.2.3'],
+  ];
+  for (const [reason, portVariable, port, variable, value] of cases) {
+    it(reason, () => {
+      const error = listenError(config, portVariable, port, reason);
+      assert.ok(error instanceof StartupError);
+      assert.equal(error.variable, variable);
+      assert.equal(error.message, `${variable}=${JSON.stringify(value)} cannot be used: ${reason}`);
+    });
+  }
+
+  it('a StartupError is one line, whatever its cause says', () => {
+    assert.equal(new StartupError('MODEL_PATH', 'm.onnx', 'failed:\n  ModelProto does not have a graph.\n').message,
+      'MODEL_PATH="m.onnx" cannot be used: failed: ModelProto does not have a graph.');
   });
 });

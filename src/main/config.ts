@@ -1,5 +1,7 @@
 // Every setting tickserve reads, parsed and validated once at startup. Nothing else reads process.env.
-import { accessSync, constants, statSync } from 'node:fs';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { accessSync, constants, readFileSync, statSync, type Stats } from 'node:fs';
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
@@ -14,6 +16,33 @@ export class ConfigError extends Error {
   ) {
     super(`${variable}=${JSON.stringify(value)} is invalid: ${allowed}`);
   }
+}
+
+/**
+ * A setting that passed validation but could not be used when the server started: its port was taken, its model
+ * did not load. Like ConfigError, the message names the variable and the value, and is one line.
+ */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+  readonly code = 'TICKSERVE_STARTUP';
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    readonly reason: string,
+  ) {
+    // Causes come from libraries (onnxruntime ends some of its messages with a newline): one line, whatever they say.
+    super(`${variable}=${JSON.stringify(value)} cannot be used: ${reason.replace(/\s+/g, ' ').trim()}`);
+  }
+}
+
+/**
+ * The setting at fault when listening on HOST and a port fails: HOST when the address is not this machine's or
+ * does not resolve, otherwise the port (in use, or privileged). `reason` is the listen error's message, which
+ * carries the errno name (grpc-js reports bind failures as a message only, without a code).
+ */
+export function listenError(config: Config, portVariable: 'PORT' | 'METRICS_PORT', port: number, reason: string): StartupError {
+  if (/EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN|Name resolution failed/.test(reason)) return new StartupError('HOST', config.host, reason);
+  return new StartupError(portVariable, String(port), reason);
 }
 
 export type ExecutionProvider = 'cpu' | 'cuda';
@@ -146,6 +175,37 @@ function tracingConfigured(env: Env): { disabled: boolean; tracing: boolean } {
   return { disabled, tracing };
 }
 
+/** HOST: a name, or an IP address that is one (a dotted quad grpc-js would otherwise look up in DNS). */
+function host(env: Env): string {
+  const value = text(env, 'HOST', '0.0.0.0', /^[\w.:-]+$/, 'a host name or IP address (IPv6 without brackets)');
+  if (/^[\d.]+$/.test(value) && isIP(value) !== 4) {
+    throw new ConfigError('HOST', env.HOST ?? '', 'an IPv4 address (four numbers from 0 to 255) or a host name');
+  }
+  if (value.includes(':') && isIP(value) !== 6) throw new ConfigError('HOST', env.HOST ?? '', 'an IPv6 address');
+  return value;
+}
+
+/**
+ * MODEL_PATH, or the bundled model: a file that exists, can be read and is not empty. Whether it is a model only
+ * onnxruntime can tell; when it cannot load it, startup fails naming MODEL_PATH too (index.ts).
+ */
+function modelFile(env: Env): string {
+  const value = env.MODEL_PATH?.trim() || DEFAULT_MODEL_PATH;
+  const file = path.resolve(value);
+  const refuse = (problem: string) => new ConfigError('MODEL_PATH', value, `an ONNX model file; ${problem}`);
+  let stat: Stats;
+  try {
+    stat = statSync(file);
+    accessSync(file, constants.R_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw refuse(code === 'ENOENT' ? `there is no file ${file}` : `${file} cannot be read (${code})`);
+  }
+  if (!stat.isFile()) throw refuse(`${file} is not a file`);
+  if (stat.size === 0) throw refuse(`${file} is empty`);
+  return file;
+}
+
 function readableFile(env: Env, name: string): string | null {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return null;
@@ -171,6 +231,37 @@ function readableFolder(env: Env, name: string): string | null {
   return folder;
 }
 
+/** The first certificate in a PEM file (a chain or a CA bundle may hold more). */
+function pemCertificate(env: Env, name: string, file: string): X509Certificate {
+  const pem = readFileSync(file);
+  // X509Certificate also takes DER, which the TLS stack (and so grpc-js) would refuse: PEM is required.
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(name, env[name] ?? file, 'a PEM certificate; this file holds none');
+  try {
+    return new X509Certificate(pem);
+  } catch (error) {
+    throw new ConfigError(name, env[name] ?? file, `a PEM certificate; this one does not parse (${(error as Error).message})`);
+  }
+}
+
+function pemPrivateKey(env: Env, name: string, file: string): KeyObject {
+  try {
+    return createPrivateKey(readFileSync(file));
+  } catch (error) {
+    throw new ConfigError(name, env[name] ?? file, `an unencrypted PEM private key; this file is not one (${(error as Error).message})`);
+  }
+}
+
+/** Parses the TLS files now, so that a wrong file fails here with its variable rather than in the TLS stack at bind. */
+function checkTlsFiles(env: Env, config: Config): void {
+  if (config.tlsCertFile === null || config.tlsKeyFile === null) return;
+  const certificate = pemCertificate(env, 'TLS_CERT_FILE', config.tlsCertFile);
+  const key = pemPrivateKey(env, 'TLS_KEY_FILE', config.tlsKeyFile);
+  if (!certificate.checkPrivateKey(key)) {
+    throw new ConfigError('TLS_KEY_FILE', env.TLS_KEY_FILE ?? '', 'the private key of the certificate in TLS_CERT_FILE; this key does not match it');
+  }
+  if (config.tlsClientCaFile !== null) pemCertificate(env, 'TLS_CLIENT_CA_FILE', config.tlsClientCaFile);
+}
+
 function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
   return provider === 'cuda' ? gpus : Math.max(1, availableParallelism() - 1);
 }
@@ -179,16 +270,17 @@ function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
 export function loadConfig(env: Env = process.env): Config {
   const executionProvider = oneOf<ExecutionProvider>(env, 'EXECUTION_PROVIDER', 'cpu', ['cpu', 'cuda']);
   const maxBatchSize = integer(env, 'MAX_BATCH_SIZE', 256, 1, 65_536);
-  const modelPath = path.resolve(env.MODEL_PATH?.trim() || DEFAULT_MODEL_PATH);
   const modelRepository = readableFolder(env, 'MODEL_REPOSITORY');
   if (modelRepository !== null && (env.MODEL_PATH ?? '').trim() !== '') {
     throw new ConfigError('MODEL_REPOSITORY', env.MODEL_REPOSITORY ?? '', 'MODEL_PATH is set too: serve either one model file or a repository, not both');
   }
+  // With a repository, MODEL_PATH is not used (its default only names the single model, never loaded).
+  const modelPath = modelRepository !== null ? DEFAULT_MODEL_PATH : modelFile(env);
   // CUDA_VISIBLE_DEVICES counts the GPUs a process may use; one worker each.
   const otel = tracingConfigured(env);
   const gpus = (env.CUDA_VISIBLE_DEVICES ?? '0').split(',').filter((d) => d.trim() !== '').length || 1;
   const config: Config = {
-    host: text(env, 'HOST', '0.0.0.0', /^[\w.:[\]-]+$/, 'a host name or IP address'),
+    host: host(env),
     port: integer(env, 'PORT', 50051, 0, 65_535),
     modelRepository,
     modelPath,
@@ -224,6 +316,10 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (config.tlsClientCaFile !== null && config.tlsCertFile === null) {
     throw new ConfigError('TLS_CLIENT_CA_FILE', env.TLS_CLIENT_CA_FILE ?? '', 'needs TLS_CERT_FILE and TLS_KEY_FILE (mTLS is on top of TLS)');
+  }
+  checkTlsFiles(env, config);
+  if (!config.telemetryDisabled && config.metricsPort !== 0 && config.metricsPort === config.port) {
+    throw new ConfigError('METRICS_PORT', String(config.metricsPort), 'a port other than PORT, or 0 for no metrics endpoint');
   }
   if (config.maxQueueSize < config.maxBatchSize) {
     throw new ConfigError('MAX_QUEUE_SIZE', String(config.maxQueueSize), `at least MAX_BATCH_SIZE (${maxBatchSize}) rows`);

@@ -1,28 +1,54 @@
-// Entry point: config -> server -> listen; SIGTERM/SIGINT -> graceful drain -> exit 0.
-import { ConfigError, loadConfig, type Config } from './config';
+// Entry point: config -> telemetry -> server -> listen; SIGTERM/SIGINT -> graceful drain -> exit 0.
+//
+// Every failure to start is a ConfigError (a value that is wrong on its face) or a StartupError (a value that
+// turned out unusable: a port in use, a model that does not load); both name the variable and its value, and end
+// the process in one place, with one line on stderr and exit status 2.
+import * as grpc from '@grpc/grpc-js';
+import { format } from 'node:util';
+import type { Logger } from 'pino';
+import { ConfigError, loadConfig, StartupError, type Config } from './config';
 import { createLogger } from './logger';
 import { InferenceServer } from './server';
 import { Telemetry } from './telemetry';
 
+/**
+ * grpc-js writes its own lines to stderr ("E No address added out of total 1 resolved" before a failed bind
+ * reaches its callback); through pino they are JSON on stdout like every other log line, and stderr carries only
+ * the one line of a failed start.
+ */
+function routeGrpcLogs(logger: Logger): void {
+  const grpcLogger = logger.child({ component: 'grpc-js' });
+  grpc.setLogger({
+    error: (message?: unknown, ...rest: unknown[]) => grpcLogger.error(format(message, ...rest)),
+    info: (message?: unknown, ...rest: unknown[]) => grpcLogger.info(format(message, ...rest)),
+    debug: (message?: unknown, ...rest: unknown[]) => grpcLogger.debug(format(message, ...rest)),
+  });
+}
+
+/**
+ * InferenceServer.create fails when the model cannot be served: onnxruntime cannot load it, its inputs are not
+ * what tickserve serves, or it fails on a warm-up batch. Under CUDA every failure to open a session reads as
+ * CUDA's (the message says how to install its binaries), so the setting named is EXECUTION_PROVIDER.
+ */
+function modelFailure(config: Config, error: unknown): ConfigError | StartupError {
+  // Already named: the variable that decides (MODEL_REPOSITORY, OUTPUT_NAME, MAX_BATCH_SIZE, ...).
+  if (error instanceof ConfigError || error instanceof StartupError) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return config.executionProvider === 'cuda'
+    ? new StartupError('EXECUTION_PROVIDER', config.executionProvider, reason)
+    : new StartupError('MODEL_PATH', config.modelPath, reason);
+}
+
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`tickserve: ${error.message}\n`);
-    process.exit(2);
-  }
+  const config = loadConfig(process.env);
   const logger = createLogger(config.logLevel);
+  routeGrpcLogs(logger);
   const telemetry = new Telemetry(config, logger);
-  let server: InferenceServer;
-  try {
-    server = await InferenceServer.create(config, logger, telemetry);
-  } catch (error) {
-    logger.fatal({ err: error }, 'startup failed');
-    process.stderr.write(`tickserve: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
-  }
+  // The metrics port first: it is known to be taken or not before the model spends seconds loading.
+  await telemetry.listen();
+  const server = await InferenceServer.create(config, logger, telemetry).catch((error: unknown) => {
+    throw modelFailure(config, error);
+  });
   const port = await server.listen();
   const models = server.models.index();
   logger.info(
@@ -55,4 +81,9 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
 }
 
-void main();
+main().catch((error: unknown) => {
+  // Anything else is a bug: it surfaces as an unhandled rejection, with its stack.
+  if (!(error instanceof ConfigError || error instanceof StartupError)) throw error;
+  process.stderr.write(`tickserve: ${error.message}\n`);
+  process.exit(2);
+});

@@ -13,7 +13,7 @@ import { LoadError, type ModelInstance, type ServingDefaults, type VersionSpec }
 import { ModelRegistry, type DesiredModel } from '../models/registry';
 import { RepositoryWatcher } from '../models/repository';
 import { decodePredictRequest } from './codec';
-import { ConfigError, PACKAGE_ROOT, type Config } from './config';
+import { listenError, PACKAGE_ROOT, StartupError, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler, type StreamSession } from './handlers/stream-predict';
@@ -80,6 +80,14 @@ function singleModel(config: Config): DesiredModel[] {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The cause of a failed bindAsync: grpc-js wraps the listen errors of every address it tried,
+ * "No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 0.0.0.0:50051]".
+ */
+function bindFailure(error: Error): string {
+  return /resolved errors: \[(.+)\]$/.exec(error.message)?.[1] ?? error.message;
+}
 
 export interface ServerOptions {
   /** Worker entry for the pools; tests pass fixtures. */
@@ -224,30 +232,34 @@ export class InferenceServer {
     return server;
   }
 
-  /** At startup nothing may fail to load: exit 2 naming what to change (MODEL_PATH mode: the variable itself). */
+  /**
+   * At startup nothing may fail to load: a StartupError (exit 2) naming what to change: MODEL_REPOSITORY and the
+   * model, or in MODEL_PATH mode the variable that decides (MODEL_PATH, OUTPUT_NAME, MAX_BATCH_SIZE, ...).
+   */
   private refuseStartupFailures(): void {
     const failed = this.models.index().find((s) => s.state === 'UNAVAILABLE');
     const broken = this.models.problems()[0];
     if (failed === undefined && broken === undefined) {
       if (this.config.defaultModel !== null && !this.models.modelNames().includes(this.config.defaultModel)) {
-        throw new ConfigError('DEFAULT_MODEL', this.config.defaultModel, `not a model of the repository (${this.models.modelNames().join(', ') || 'none'})`);
+        throw new StartupError('DEFAULT_MODEL', this.config.defaultModel, `not a model of the repository (${this.models.modelNames().join(', ') || 'none'})`);
       }
       return;
     }
     if (this.config.modelRepository !== null) {
       const reason = failed !== undefined ? `model "${failed.model}" version ${failed.version} failed to load: ${failed.reason}` : broken;
-      throw new ConfigError('MODEL_REPOSITORY', this.config.modelRepository, reason);
+      throw new StartupError('MODEL_REPOSITORY', this.config.modelRepository, reason);
     }
     const error = this.models.failure(failed!.model, failed!.version);
     const variable = error instanceof LoadError && error.variable !== null ? error.variable : 'MODEL_PATH';
     const values: Record<string, string> = {
       MODEL_PATH: this.config.modelPath,
+      EXECUTION_PROVIDER: this.config.executionProvider,
       OUTPUT_NAME: this.config.outputName ?? '',
       MAX_RECEIVE_MESSAGE_BYTES: String(this.config.maxReceiveMessageBytes),
       MAX_BATCH_SIZE: String(this.config.maxBatchSize),
       WORKERS: String(this.config.workers),
     };
-    throw new ConfigError(variable, values[variable] ?? '', failed!.reason);
+    throw new StartupError(variable, values[variable] ?? '', failed!.reason);
   }
 
   /**
@@ -274,12 +286,15 @@ export class InferenceServer {
     return this.rescanning;
   }
 
-  /** Listens on HOST:PORT (port 0: any free port) and reports SERVING; returns the bound port. */
+  /**
+   * Listens on HOST:PORT (port 0: any free port) and reports SERVING; returns the bound port. Rejects with a
+   * StartupError naming HOST or PORT when it cannot listen.
+   */
   async listen(): Promise<number> {
     const address = `${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.config.port}`;
     const port = await new Promise<number>((resolve, reject) => {
       this.grpcServer.bindAsync(address, serverCredentials(this.config), (error, bound) =>
-        error ? reject(error) : resolve(bound),
+        error ? reject(listenError(this.config, 'PORT', this.config.port, bindFailure(error))) : resolve(bound),
       );
     });
     this.setServing(true);

@@ -25,17 +25,25 @@ import {
   type TextMapGetter,
 } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { BatchFigures, BatchObserver, BatchRequest } from '../batching/batcher';
-import type { Config } from './config';
+import { listenError, type Config } from './config';
 import { RpcMetrics } from './rpc-metrics';
 import { ThreadSpanProcessor } from './span-export/processor';
 
 const MODEL_SERVICE = 'inference.ModelService';
 
 const INSTRUMENTATION = 'tickserve';
+
+/**
+ * service.name unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES says otherwise: the SDK merges what its env
+ * detector finds over the resource it is given (the SDK's own default is "unknown_service:node").
+ */
+const DEFAULT_SERVICE_NAME = 'tickserve';
 
 const SERVER_SPAN = Object.freeze({ kind: SpanKind.SERVER });
 
@@ -103,6 +111,8 @@ function versionAttributes(model: string, version: string): Attributes {
 export class Telemetry {
   readonly tracing: boolean;
   private readonly sdk: NodeSDK | null;
+  /** The /metrics endpoint; null when METRICS_PORT is 0 or OpenTelemetry is disabled. */
+  private readonly prometheus: PrometheusExporter | null;
   private readonly tracer;
   private readonly meter;
   private readonly rpc = new RpcMetrics();
@@ -121,19 +131,25 @@ export class Telemetry {
   private readonly streamMessageSpans: boolean;
 
   constructor(
-    config: Config,
+    private readonly config: Config,
     private readonly logger: Logger,
   ) {
     this.tracing = config.tracing;
     this.streamMessageSpans = config.tracing && config.streamMessageSpans;
-    const readers =
-      config.metricsPort > 0 ? [new PrometheusExporter({ host: config.host, port: config.metricsPort, metricProducers: [this.rpc] })] : [];
     if (config.telemetryDisabled) {
       this.sdk = null;
+      this.prometheus = null;
     } else {
+      // Its server is started by listen(), whose promise says whether the port could be had: started by the
+      // exporter itself, a listen failure would only reach OpenTelemetry's diag logger, which nobody reads.
+      this.prometheus =
+        config.metricsPort > 0
+          ? new PrometheusExporter({ host: config.host, port: config.metricsPort, metricProducers: [this.rpc], preventServerStart: true })
+          : null;
       this.sdk = new NodeSDK({
+        resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: DEFAULT_SERVICE_NAME })),
         instrumentations: [],
-        metricReaders: readers,
+        metricReaders: this.prometheus === null ? [] : [this.prometheus],
         logRecordProcessors: [],
         // sdk-node takes null for "register no context manager"; its type declaration does not say so.
         contextManager: null as unknown as undefined,
@@ -214,6 +230,17 @@ export class Telemetry {
           });
         }
       });
+  }
+
+  /** Opens the Prometheus endpoint on HOST:METRICS_PORT, if there is one; rejects with a StartupError naming the
+   * setting at fault when it cannot listen. */
+  async listen(): Promise<void> {
+    if (this.prometheus === null) return;
+    try {
+      await this.prometheus.startServer();
+    } catch (error) {
+      throw listenError(this.config, 'METRICS_PORT', this.config.metricsPort, (error as Error).message);
+    }
   }
 
   bind(sources: TelemetrySources): void {

@@ -262,7 +262,9 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
     model = await inspectModel(spec.file, provider, { outputName, declared: declaredForCheck, requireSeed: spec.seedOnly === true });
   } catch (error) {
     if (error instanceof ModelRefused) throw new LoadError(error.message, error.variable === 'OUTPUT_NAME' ? 'OUTPUT_NAME' : null);
-    throw new LoadError(error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    // onnxruntime without its CUDA binaries: the setting at fault is the provider, not the model.
+    throw new LoadError(message, provider === 'cuda' && /cannot use CUDA/.test(message) ? 'EXECUTION_PROVIDER' : null);
   }
   // A request of one row: the features field's tag and length, then the row's floats (for ModelService; a v2
   // request carries the same bytes and more).
