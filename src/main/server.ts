@@ -300,8 +300,11 @@ export class InferenceServer {
       throw invalidArgument(`model "${name}" has no version to load${model.pending.length > 0 ? ` (versions ${model.pending.join(', ')} are still being written or lack their model file)` : ''}`);
     }
     await this.models.apply([model], 'models');
-    if (!this.models.isReady(name)) {
-      const reasons = this.models.index().filter((s) => s.model === name && s.state === 'UNAVAILABLE').map((s) => `version ${s.version}: ${s.reason}`);
+    // A version that failed leaves what served in place, but the caller asked for it: say so.
+    const wanted = new Set(model.versions.map((v) => v.version));
+    const failed = this.models.index().filter((s) => s.model === name && s.state === 'UNAVAILABLE' && wanted.has(s.version));
+    if (failed.length > 0 || !this.models.isReady(name)) {
+      const reasons = failed.map((s) => `version ${s.version}: ${s.reason}`);
       throw invalidArgument(`model "${name}" failed to load: ${reasons.join('; ') || 'no version is ready'}`);
     }
   }

@@ -195,6 +195,8 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
 
   const handler = async ({ slab, rows, ticket, shapes, byteLengths }: BatchTask): Promise<BatchDone> => {
     if (warmupFailure !== null) return failed(warmupFailure);
+    // An empty batch: the pool's proof, at load, that this worker has opened its session and warmed up.
+    if (rows === 0) return { computeUs: 0, ...identity };
     const started = performance.now();
     const regions = slabs[slab].inputs;
     if (!claimSlab(claims, slab, ticket)) return revoked;
