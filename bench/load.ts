@@ -158,7 +158,7 @@ function readFigures(bytes: Buffer, into: number[]): boolean {
  * (bench/ticker.ts) that sleeps with sub-millisecond precision, so a request goes out within ~0.1 ms of its time
  * instead of at the main thread's next millisecond timer; any lateness left still counts in its latency.
  */
-function openLoop(rate: number, poisson: boolean, isStopped: () => boolean, send: (intendedAt: number) => void): void {
+export function openLoop(rate: number, poisson: boolean, isStopped: () => boolean, send: (intendedAt: number) => void): void {
   const stop = new Int32Array(new SharedArrayBuffer(4));
   const options: TickerOptions = { rate, poisson, minSleepMs: 0.1, stop };
   const ticker = new Worker(path.join(__dirname, 'ticker.js'), { workerData: options });
