@@ -582,7 +582,10 @@ async function main(): Promise<void> {
     'Raw results: [bench/results.json](bench/results.json), [bench/results.csv](bench/results.csv).',
     '',
   ].join('\n');
-  writeFileSync(values.out!, report);
+  // Sections other tools write into the same file (bench:reload's "## Reload under load") are kept as they are.
+  const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '';
+  const kept = /\n## Reload under load\n[\s\S]*?(?=\n## |$)/.exec(previous)?.[0] ?? '';
+  writeFileSync(values.out!, report.trimEnd() + '\n' + kept);
   console.log(targetsTable.join('\n'));
   console.log(`\nwrote ${path.relative(process.cwd(), values.out!)}`);
 }

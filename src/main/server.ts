@@ -109,6 +109,7 @@ export class InferenceServer {
   private readonly watcher: RepositoryWatcher | null;
   private pollTimer: NodeJS.Timeout | null = null;
   private rescanning: Promise<void> | null = null;
+  private rescanAgain = false;
   /** Model names given a health status of their own so far (a removed model's turns NOT_SERVING). */
   private readonly healthNames = new Set<string>();
   private serving = false;
@@ -328,18 +329,25 @@ export class InferenceServer {
     const watcher = this.watcher;
     // Explicit mode: only the repository RPCs load and unload.
     if (watcher === null || this.closing !== null || this.config.modelControlMode === 'explicit') return Promise.resolve();
-    this.rescanning ??= (async () => {
-      try {
-        if (settle) {
-          watcher.scan();
-          await sleep(SETTLE_MS);
+    // A rescan asked for while one runs may be about a change that one has already read past: run once more after.
+    if (this.rescanning !== null) {
+      this.rescanAgain = true;
+      return this.rescanning;
+    }
+    this.rescanning = (async () => {
+      do {
+        this.rescanAgain = false;
+        try {
+          if (settle) {
+            watcher.scan();
+            await sleep(SETTLE_MS);
+          }
+          await this.models.apply(watcher.scan());
+        } catch (error) {
+          this.logger.error({ err: error }, 'repository rescan failed');
         }
-        await this.models.apply(watcher.scan());
-      } catch (error) {
-        this.logger.error({ err: error }, 'repository rescan failed');
-      } finally {
-        this.rescanning = null;
-      }
+      } while (this.rescanAgain && this.closing === null);
+      this.rescanning = null;
     })();
     return this.rescanning;
   }
