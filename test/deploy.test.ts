@@ -1,7 +1,8 @@
 // Deployment files that cannot be run here (no Docker engine, no Collector or Jaeger binary): parsed and checked
 // against the server's own configuration, so that they stay true to it.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
@@ -56,7 +57,10 @@ describe('deploy/docker-compose.yml', () => {
 
   it('configures the server only with variables it accepts, exporting to the collector', () => {
     const env = compose.services.tickserve.environment;
-    const config = loadConfig(env);
+    // The repository folder is the container's (a bind mount); here a temporary folder stands in for it.
+    const config = loadConfig({ ...env, MODEL_REPOSITORY: mkdtempSync(path.join(tmpdir(), 'tickserve-repo-')) });
+    assert.ok(compose.services.tickserve.volumes.includes(`./model-repository:${env.MODEL_REPOSITORY}:ro`));
+    assert.equal(config.modelControlMode, 'poll');
     assert.equal(config.tracing, true);
     assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector:4317');
   });
@@ -73,10 +77,19 @@ describe('deploy/kubernetes', () => {
   const configMap = load('configmap.yaml');
   const deployment = load('deployment.yaml');
   const container = deployment.spec.template.spec.containers[0];
-  const config = loadConfig(configMap.data);
+  // The repository folder exists only in the pod; here a temporary folder stands in for it.
+  const config = loadConfig({ ...configMap.data, MODEL_REPOSITORY: mkdtempSync(path.join(tmpdir(), 'tickserve-repo-')) });
 
   it('kustomization lists every manifest', () => {
-    assert.deepEqual(load('kustomization.yaml').resources.sort(), ['configmap.yaml', 'deployment.yaml', 'hpa.yaml', 'pdb.yaml', 'service.yaml']);
+    assert.deepEqual(load('kustomization.yaml').resources.sort(), ['configmap.yaml', 'deployment.yaml', 'hpa.yaml', 'pdb.yaml', 'pvc.yaml', 'service.yaml']);
+  });
+
+  it('mounts the model repository read-only where MODEL_REPOSITORY points, from the PVC, polled for new versions', () => {
+    const mount = container.volumeMounts.find((m: { name: string }) => m.name === 'model-repository');
+    assert.deepEqual(mount, { name: 'model-repository', mountPath: configMap.data.MODEL_REPOSITORY, readOnly: true });
+    const volume = deployment.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'model-repository');
+    assert.equal(volume.persistentVolumeClaim.claimName, load('pvc.yaml').metadata.name);
+    assert.equal(config.modelControlMode, 'poll');
   });
 
   it('the ConfigMap holds only values the server accepts, and the Deployment takes its env from it', () => {

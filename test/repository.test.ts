@@ -2,7 +2,7 @@
 // model_name and model_version, and reloads (SIGHUP, poll) that lose nothing. Real ONNX models, a real server.
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -11,7 +11,7 @@ import { ConfigError, StartupError } from '../src/main/config';
 import { InferenceServer } from '../src/main/server';
 import { Telemetry } from '../src/main/telemetry';
 import { keptVersions, RepositoryWatcher } from '../src/models/repository';
-import { featuresFor, referenceOutputs, SHAPED_MODELS, writeRepository, writeVersion } from './helpers/models';
+import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, SHAPED_MODELS, writeRepository, writeVersion } from './helpers/models';
 import { expectStatus, predict, startServer, testConfig, type TestServer } from './helpers/server';
 
 const mlp = (seed: number, width = 6, outputs = 3): MlpSpec => ({
@@ -413,5 +413,21 @@ describe('live reload under a feed (poll mode)', () => {
     await ended;
     assert.equal(replies.length, sent);
     assert.ok(replies.every((r) => r.error === null && r.model_version === '3'));
+  });
+});
+
+describe('deploy/model-repository', () => {
+  it('its example config.pbtxt serves the embedded model', async () => {
+    const root = writeRepository({ 'tick-classifier': { config: readFileSync(path.join(__dirname, '..', '..', 'deploy', 'model-repository', 'tick-classifier', 'config.pbtxt'), 'utf8'), versions: {} } });
+    mkdirSync(path.join(root, 'tick-classifier', '1'));
+    copyFileSync(DEFAULT_MODEL_PATH, path.join(root, 'tick-classifier', '1', 'model.onnx'));
+    const server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
+    try {
+      const { reply } = await predict(server.client, { features: featuresFor(1, 1, 17) });
+      assert.equal(reply.predictions.length, 5);
+      assert.equal(server.server.models.resolve('', '').effective.maxBatchSize, 256);
+    } finally {
+      await server.close();
+    }
   });
 });
