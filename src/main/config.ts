@@ -48,7 +48,7 @@ export function listenError(config: Config, portVariable: 'PORT' | 'METRICS_PORT
 export type ExecutionProvider = 'cpu' | 'cuda';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
-export type ModelControlMode = 'none' | 'poll';
+export type ModelControlMode = 'none' | 'poll' | 'explicit';
 
 export interface Config {
   host: string;
@@ -61,6 +61,8 @@ export interface Config {
   /** none: load at startup, rescan on SIGHUP; poll: also rescan every repositoryPollSecs. */
   modelControlMode: ModelControlMode;
   repositoryPollSecs: number;
+  /** explicit mode: the models loaded at startup (null: all of them, `*`); the rest wait for RepositoryModelLoad. */
+  loadModels: string[] | null;
   /** The model a request without model_name gets; null: the repository's only model. */
   defaultModel: string | null;
   /** The model output to serve; null: the model's only output (a model with several needs it). */
@@ -218,6 +220,17 @@ function readableFile(env: Env, name: string): string | null {
   return file;
 }
 
+function modelList(env: Env, name: string): string[] | null {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return [];
+  if (raw.trim() === '*') return null;
+  const names = raw.split(',').map((n) => n.trim());
+  if (names.some((n) => !/^[A-Za-z0-9_][\w.-]*$/.test(n))) {
+    throw new ConfigError(name, raw, 'comma-separated model names (letters, digits, _ . -), or * for every model');
+  }
+  return names;
+}
+
 function readableFolder(env: Env, name: string): string | null {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return null;
@@ -284,7 +297,8 @@ export function loadConfig(env: Env = process.env): Config {
     port: integer(env, 'PORT', 50051, 0, 65_535),
     modelRepository,
     modelPath,
-    modelControlMode: oneOf<ModelControlMode>(env, 'MODEL_CONTROL_MODE', 'none', ['none', 'poll']),
+    modelControlMode: oneOf<ModelControlMode>(env, 'MODEL_CONTROL_MODE', 'none', ['none', 'poll', 'explicit']),
+    loadModels: modelList(env, 'LOAD_MODELS'),
     repositoryPollSecs: integer(env, 'REPOSITORY_POLL_SECS', 15, 1, 86_400),
     defaultModel: text(env, 'DEFAULT_MODEL', '', /^[A-Za-z0-9_][\w.-]*$/, 'a model name: letters, digits, _ . -') || null,
     modelName: text(env, 'MODEL_NAME', path.basename(modelPath, '.onnx'), /^[\w.-]+$/, 'letters, digits, _ . -'),
@@ -320,6 +334,12 @@ export function loadConfig(env: Env = process.env): Config {
   checkTlsFiles(env, config);
   if (!config.telemetryDisabled && config.metricsPort !== 0 && config.metricsPort === config.port) {
     throw new ConfigError('METRICS_PORT', String(config.metricsPort), 'a port other than PORT, or 0 for no metrics endpoint');
+  }
+  if (config.modelControlMode !== 'explicit' && (env.LOAD_MODELS ?? '').trim() !== '') {
+    throw new ConfigError('LOAD_MODELS', env.LOAD_MODELS ?? '', 'only with MODEL_CONTROL_MODE=explicit (the other modes load every model)');
+  }
+  if (config.modelControlMode !== 'none' && config.modelRepository === null) {
+    throw new ConfigError('MODEL_CONTROL_MODE', config.modelControlMode, 'needs MODEL_REPOSITORY (MODEL_PATH serves one fixed model)');
   }
   if (config.maxQueueSize < config.maxBatchSize) {
     throw new ConfigError('MAX_QUEUE_SIZE', String(config.maxQueueSize), `at least MAX_BATCH_SIZE (${maxBatchSize}) rows`);

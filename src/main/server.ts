@@ -1,5 +1,6 @@
 // Builds the serving stack for a config: the model registry (each loaded version with its own workers, slabs and
-// batcher) and the gRPC server with ModelService, grpc.health.v1.Health and server reflection. listen() listens;
+// batcher) and the gRPC server with ModelService, inference.GRPCInferenceService (KServe v2), grpc.health.v1.Health
+// and server reflection. listen() listens;
 // rescan() reloads the repository (SIGHUP, and every REPOSITORY_POLL_SECS in poll mode); close() drains and stops.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -11,12 +12,15 @@ import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher';
 import { LoadError, type ModelInstance, type ServingDefaults, type VersionSpec } from '../models/instance';
 import { ModelRegistry, type DesiredModel } from '../models/registry';
-import { RepositoryWatcher } from '../models/repository';
+import { RepositoryWatcher, scanRepository } from '../models/repository';
 import { decodePredictRequest } from './codec';
+import { failedPrecondition, invalidArgument, notFound } from './errors';
 import { listenError, PACKAGE_ROOT, StartupError, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
-import { streamPredictHandler, type StreamSession } from './handlers/stream-predict';
+import { streamPredictHandler } from './handlers/stream-predict';
+import type { Drainable } from './stream-session';
+import { addKserveService } from './kserve/service';
 import { Telemetry } from './telemetry';
 
 export const PROTO_PATH = path.join(PACKAGE_ROOT, 'proto', 'model_service.proto');
@@ -100,7 +104,7 @@ export class InferenceServer {
   readonly grpcServer: grpc.Server;
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   readonly models: ModelRegistry;
-  private readonly sessions = new Set<StreamSession>();
+  private readonly sessions = new Set<Drainable>();
   readonly counters: ServingCounters = { predictCalls: 0, streamMessagesRead: 0 };
   private readonly watcher: RepositoryWatcher | null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -157,8 +161,15 @@ export class InferenceServer {
         callback(null, { healthy, status: healthy ? 'SERVING' : 'NOT_SERVING' });
       },
     });
+    const kserve = addKserveService(this.grpcServer, context, this.sessions, {
+      ready: () => this.serving && this.closing === null && this.models.allReady,
+      controlMode: config.modelControlMode,
+      loadModel: (name) => this.loadModel(name),
+      unloadModel: (name) => this.unloadModel(name),
+      repositoryModels: () => this.repositoryModels(),
+    });
     this.health.addToServer(this.grpcServer);
-    new ReflectionService(packageDefinition).addToServer(this.grpcServer);
+    new ReflectionService({ ...packageDefinition, ...kserve }).addToServer(this.grpcServer);
   }
 
   private *versionInfo() {
@@ -207,6 +218,16 @@ export class InferenceServer {
     try {
       if (server.watcher === null) {
         await server.models.apply(singleModel(config));
+      } else if (config.modelControlMode === 'explicit') {
+        server.watcher.scan();
+        await sleep(SETTLE_MS);
+        const wanted = config.loadModels;
+        const scanned = server.watcher.scan();
+        const missing = (wanted ?? []).filter((name) => !scanned.some((m) => m.name === name));
+        if (missing.length > 0) {
+          throw new StartupError('LOAD_MODELS', wanted!.join(','), `not in the repository: ${missing.join(', ')}`);
+        }
+        await server.models.apply(scanned.filter((m) => wanted === null || wanted.includes(m.name)), 'models');
       } else {
         server.watcher.scan();
         await sleep(SETTLE_MS);
@@ -263,13 +284,47 @@ export class InferenceServer {
   }
 
   /**
+   * Explicit mode's RepositoryModelLoad: reads the model's folder (two scans that must agree, as for every load)
+   * and loads or reloads it, swapping in new versions with nothing lost. Resolves once it is ready; rejects with a
+   * ServingError saying why when it is not in the repository or no version of it could be loaded.
+   */
+  async loadModel(name: string): Promise<void> {
+    const watcher = this.watcher;
+    if (watcher === null) throw failedPrecondition('no MODEL_REPOSITORY: this server serves one fixed model (MODEL_PATH)');
+    watcher.scan();
+    await sleep(SETTLE_MS);
+    const model = watcher.scan().find((m) => m.name === name);
+    if (model === undefined) throw notFound(`model "${name}" is not in the repository ${watcher.root}`);
+    if (model.problem !== null) throw invalidArgument(`model "${name}" cannot be loaded: ${model.problem}`);
+    if (model.versions.length === 0) {
+      throw invalidArgument(`model "${name}" has no version to load${model.pending.length > 0 ? ` (versions ${model.pending.join(', ')} are still being written or lack their model file)` : ''}`);
+    }
+    await this.models.apply([model], 'models');
+    if (!this.models.isReady(name)) {
+      const reasons = this.models.index().filter((s) => s.model === name && s.state === 'UNAVAILABLE').map((s) => `version ${s.version}: ${s.reason}`);
+      throw invalidArgument(`model "${name}" failed to load: ${reasons.join('; ') || 'no version is ready'}`);
+    }
+  }
+
+  /** Explicit mode's RepositoryModelUnload: every version stops taking requests, answers what it took, closes. */
+  unloadModel(name: string): Promise<void> {
+    return this.models.unloadModel(name);
+  }
+
+  /** Every model folder of the repository by name (for RepositoryIndex, loaded or not); empty without one. */
+  repositoryModels(): string[] {
+    return this.watcher === null ? [] : scanRepository(this.watcher.root).map((m) => m.name);
+  }
+
+  /**
    * Reads the repository again and brings what is loaded to it (SIGHUP; poll mode's timer with settle false, since
    * its consecutive polls are the two scans). Failed loads are logged, counted and shown in the models' state; what
    * serves keeps serving. Rescans do not overlap.
    */
   rescan(settle = true): Promise<void> {
     const watcher = this.watcher;
-    if (watcher === null || this.closing !== null) return Promise.resolve();
+    // Explicit mode: only the repository RPCs load and unload.
+    if (watcher === null || this.closing !== null || this.config.modelControlMode === 'explicit') return Promise.resolve();
     this.rescanning ??= (async () => {
       try {
         if (settle) {

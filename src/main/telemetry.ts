@@ -36,6 +36,9 @@ import { RpcMetrics } from './rpc-metrics';
 import { ThreadSpanProcessor } from './span-export/processor';
 
 const MODEL_SERVICE = 'inference.ModelService';
+export const INFERENCE_SERVICE = 'inference.GRPCInferenceService';
+/** Services whose handlers report their own calls (metrics, failure logs); the interceptor reports the others. */
+const SELF_REPORTING = new Set([MODEL_SERVICE, INFERENCE_SERVICE]);
 
 const INSTRUMENTATION = 'tickserve';
 
@@ -253,13 +256,13 @@ export class Telemetry {
   }
 
   /** Counts one answered stream message (unary calls are counted by callEnded). */
-  countAnswer(method: string, code: grpc.status): void {
-    this.rpc.countAnswer(MODEL_SERVICE, method, code);
+  countAnswer(method: string, code: grpc.status, service = MODEL_SERVICE): void {
+    this.rpc.countAnswer(service, method, code);
   }
 
   /**
-   * A ModelService call ended (the handlers report these; the interceptor, present only while tracing, reports the
-   * other services): its duration metric, and a log line when it failed.
+   * A ModelService or GRPCInferenceService call ended (their handlers report these; the interceptor, present only
+   * while tracing, reports the other services): its duration metric, and a log line when it failed.
    */
   callEnded(
     method: string,
@@ -268,9 +271,10 @@ export class Telemetry {
     details: string,
     spanContext: SpanContext | undefined,
     answers = 0,
+    service = MODEL_SERVICE,
   ): void {
-    this.rpc.recordCall(MODEL_SERVICE, method, code, durationMs, answers);
-    if (code !== grpc.status.OK) this.logFailure(`${MODEL_SERVICE}/${method}`, code, details, spanContext);
+    this.rpc.recordCall(service, method, code, durationMs, answers);
+    if (code !== grpc.status.OK) this.logFailure(`${service}/${method}`, code, details, spanContext);
   }
 
   /** A span for one stream message, child of the stream's span, when STREAM_MESSAGE_SPANS is on. */
@@ -315,7 +319,7 @@ export class Telemetry {
           if (code !== grpc.status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `${grpc.status[code]}: ${status.details ?? ''}` });
           span.end();
         }
-        if (service !== MODEL_SERVICE) {
+        if (!SELF_REPORTING.has(service)) {
           this.rpc.recordCall(service, method, code, performance.now() - started);
           if (code !== grpc.status.OK) this.logFailure(fullMethod, code, status.details ?? '', span?.spanContext());
         }
@@ -325,9 +329,9 @@ export class Telemetry {
   };
 
   /** An unexpected error inside a call (a bug): its message and stack, with the call's trace ids. */
-  logUnexpected(method: string, cause: unknown, spanContext: SpanContext | undefined): void {
+  logUnexpected(method: string, cause: unknown, spanContext: SpanContext | undefined, service = MODEL_SERVICE): void {
     const ids = spanContext ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
-    this.logger.error({ ...ids, method: `${MODEL_SERVICE}/${method}`, err: cause }, 'unexpected server error');
+    this.logger.error({ ...ids, method: `${service}/${method}`, err: cause }, 'unexpected server error');
   }
 
   private logFailure(method: string, code: grpc.status, details: string, spanContext: SpanContext | undefined): void {

@@ -20,6 +20,7 @@ import { WorkerPool } from '../workers/pool';
 import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
 import { encodeVersionField } from '../main/codec';
 import type { ModelConfig } from './config';
+import { InferenceStatistics } from './statistics';
 import { formatShape, isFixed, rowBytesOf, type Signature } from './tensor';
 
 export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNLOADED';
@@ -121,6 +122,8 @@ export class ModelInstance {
     readonly effective: EffectiveConfig,
     readonly batcher: Batcher,
     private readonly pool: WorkerPool,
+    /** Counters for ModelStatistics and the Prometheus endpoint alike. */
+    readonly stats: InferenceStatistics,
     readonly loadedAt: number,
   ) {
     this.name = spec.model;
@@ -192,6 +195,7 @@ export class ModelInstance {
       if (error instanceof LoadError) throw error;
       throw new LoadError(`warm-up failed: ${error instanceof Error ? error.message : String(error)}`);
     }
+    const stats = new InferenceStatistics(hooks.observer);
     const batcher = new Batcher({
       maxBatchRows: layout.maxBatchRows,
       maxQueueDelayUs: effective.maxQueueDelayUs,
@@ -200,12 +204,12 @@ export class ModelInstance {
       layout,
       slabs,
       executor: pool,
-      observer: hooks.observer,
+      observer: stats,
       solo,
       batches: signature.batches,
       outputDims: signature.outputs.map((o) => o.dims),
     });
-    return new ModelInstance(spec, model, effective, batcher, pool, Date.now());
+    return new ModelInstance(spec, model, effective, batcher, pool, stats, Date.now());
   }
 
   /** Whether new requests may be routed here. */

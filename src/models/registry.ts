@@ -185,22 +185,47 @@ export class ModelRegistry {
    * what is no longer wanted once its replacement is ready. Resolves when every load it started has ended (unloads
    * drain in the background). Calls queue behind each other.
    */
-  apply(desired: readonly DesiredModel[]): Promise<void> {
-    const run = this.loads.then(() => this.applyNow(desired));
+  apply(desired: readonly DesiredModel[], scope: 'repository' | 'models' = 'repository'): Promise<void> {
+    const run = this.loads.then(() => this.applyNow(desired, scope));
     this.loads = run.catch(() => {});
     return run;
   }
 
-  private async applyNow(desired: readonly DesiredModel[]): Promise<void> {
+  /**
+   * Unloads every version of `name` (explicit mode's RepositoryModelUnload): it stops taking requests at once and
+   * answers what it took. Resolves once it has drained and closed.
+   */
+  unloadModel(name: string): Promise<void> {
+    const run = this.loads.then(async () => {
+      const entry = this.models.get(name);
+      if (entry === undefined || !entry.wanted) throw notFound(`model "${name}" is not loaded; loaded models: ${this.servedNames()}`);
+      this.forget(entry, 'unloaded on request');
+      this.events.changed();
+      await Promise.all([...entry.unloading].map((instance) => instance.unload()));
+    });
+    this.loads = run.catch(() => {});
+    return run;
+  }
+
+  /** Stops serving every version of the model; they drain and close in the background. */
+  private forget(entry: ModelEntry, why: string): void {
+    entry.wanted = false;
+    this.logger.info({ model: entry.name }, `model ${entry.name}: ${why}; unloading it`);
+    for (const instance of [...entry.ready.values()]) this.retire(entry, instance);
+    entry.failed.clear();
+    entry.loading.clear();
+  }
+
+  /**
+   * scope 'repository': `desired` is the whole repository (a model it lacks is unloaded). 'models': only the models
+   * listed are brought to what it says (explicit mode's RepositoryModelLoad), the others are left alone.
+   */
+  private async applyNow(desired: readonly DesiredModel[], scope: 'repository' | 'models'): Promise<void> {
     if (this.closed) return;
     const names = new Set(desired.map((d) => d.name));
-    for (const entry of this.models.values()) {
-      if (!names.has(entry.name) && entry.wanted) {
-        entry.wanted = false;
-        this.logger.info({ model: entry.name }, `model ${entry.name} is no longer in the repository; unloading it`);
-        for (const instance of [...entry.ready.values()]) this.retire(entry, instance);
-        entry.failed.clear();
-        entry.loading.clear();
+    if (scope === 'repository') {
+      for (const entry of this.models.values()) {
+        if (!names.has(entry.name) && entry.wanted) this.forget(entry, 'no longer in the repository');
       }
     }
     for (const model of desired) {

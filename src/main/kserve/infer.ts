@@ -1,0 +1,164 @@
+// ModelInfer and ModelStreamInfer: a v2 request is routed to a version, admitted (tensors.ts), and enqueued into
+// the same batcher as ModelService's requests to that version (the two APIs share batches). Answers carry
+// raw_output_contents, as Triton's do: one entry per requested output, copied out of the batch's memory.
+import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { SpanContext } from '@opentelemetry/api';
+import { performance } from 'node:perf_hooks';
+import type { BatchFigures, BatchOutputs, BatchRequest } from '../../batching/batcher';
+import type { ModelInstance } from '../../models/instance';
+import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
+import { clientDeadline, requestDeadline, SHUTTING_DOWN, type HandlerContext } from '../handlers/context';
+import { streamHandler, type Drainable, type StreamProtocol } from '../stream-session';
+import { INFERENCE_SERVICE } from '../telemetry';
+import { admitInfer, type AdmittedInfer, type ModelInferRequest } from './tensors';
+
+/** A ModelInferResponse as the generic codec encodes it. */
+export interface ModelInferResponse {
+  model_name: string;
+  model_version: string;
+  id: string;
+  outputs: Array<{ name: string; datatype: string; shape: number[] }>;
+  raw_output_contents: Buffer[];
+}
+
+/** The answer to one request: its rows of each requested output, copied (the batch's memory is reused). */
+export function inferResponse(
+  model: ModelInstance,
+  id: string,
+  requested: readonly number[],
+  outputs: BatchOutputs,
+  firstRow: number,
+  rows: number,
+): ModelInferResponse {
+  const { signature } = model;
+  const response: ModelInferResponse = { model_name: model.name, model_version: model.version, id, outputs: [], raw_output_contents: [] };
+  for (const index of requested) {
+    const spec = signature.outputs[index];
+    const shape = outputs.shapes[index];
+    const bytes = outputs.bytes[index];
+    // A model that does not batch, and strings, answer one request per batch: the whole tensor is its own.
+    const whole = !signature.batches || spec.datatype === 'BYTES';
+    const start = whole ? 0 : firstRow * outputs.rowBytes[index];
+    const end = whole ? bytes.length : start + rows * outputs.rowBytes[index];
+    response.outputs.push({ name: spec.name, datatype: spec.datatype, shape: whole ? [...shape] : [rows, ...shape.slice(1)] });
+    response.raw_output_contents.push(Buffer.from(bytes.subarray(start, end)));
+  }
+  return response;
+}
+
+const METHOD = 'ModelInfer';
+
+class InferRequest implements BatchRequest {
+  enqueuedAt = 0;
+  queued = false;
+  cancelled = false;
+  readonly inputs: readonly Buffer[];
+  readonly rows: number;
+  readonly shapes: number[][] | null;
+
+  constructor(
+    private readonly model: ModelInstance,
+    private readonly admitted: AdmittedInfer,
+    private readonly id: string,
+    readonly deadline: number,
+    private readonly receivedAt: number,
+    private readonly callback: sendUnaryData<ModelInferResponse>,
+    private readonly context: HandlerContext,
+    readonly spanContext: SpanContext | undefined,
+  ) {
+    this.inputs = admitted.inputs;
+    this.rows = admitted.rows;
+    this.shapes = admitted.shapes;
+  }
+
+  complete(outputs: BatchOutputs, firstRow: number, _batch: BatchFigures): void {
+    this.callback(null, inferResponse(this.model, this.id, this.admitted.outputs, outputs, firstRow, this.rows));
+    this.context.telemetry.callEnded(METHOD, status.OK, performance.now() - this.receivedAt, '', this.spanContext, 1, INFERENCE_SERVICE);
+  }
+
+  fail(error: ServingError): void {
+    this.callback({ code: error.code, details: error.message });
+    this.context.telemetry.callEnded(METHOD, error.code, performance.now() - this.receivedAt, error.message, this.spanContext, 1, INFERENCE_SERVICE);
+  }
+}
+
+export function modelInferHandler(context: HandlerContext) {
+  const { models, telemetry } = context;
+  return (call: ServerUnaryCall<ModelInferRequest, ModelInferResponse>, callback: sendUnaryData<ModelInferResponse>) => {
+    const receivedAt = performance.now();
+    const spanContext = telemetry.spanContextOf(call.metadata);
+    const refuse = (error: unknown) => {
+      const failure = toServingError(error, (cause) => telemetry.logUnexpected(METHOD, cause, spanContext, INFERENCE_SERVICE));
+      callback({ code: failure.code, details: failure.message });
+      telemetry.callEnded(METHOD, failure.code, performance.now() - receivedAt, failure.message, spanContext, 1, INFERENCE_SERVICE);
+    };
+    let model: ModelInstance;
+    let admitted: AdmittedInfer;
+    try {
+      if (context.isDraining()) throw unavailable(SHUTTING_DOWN);
+      model = models.resolve(call.request.model_name, call.request.model_version);
+      admitted = admitInfer(call.request, model);
+    } catch (error) {
+      refuse(error);
+      return;
+    }
+    const own = admitted.timeoutMs === Infinity ? Infinity : receivedAt + admitted.timeoutMs;
+    const deadline = Math.min(own, requestDeadline(clientDeadline(call, receivedAt), receivedAt, context.requestTimeoutMs));
+    const request = new InferRequest(model, admitted, call.request.id, deadline, receivedAt, callback, context, spanContext);
+    // Routed and enqueued in one synchronous step: the version cannot begin to unload in between (instance.ts).
+    const batcher = model.batcher;
+    if (!batcher.enqueue(request)) {
+      refuse(resourceExhausted(`queue full: ${batcher.queuedRowCount} rows queued, MAX_QUEUE_SIZE is ${batcher.maxQueueRows}`));
+      return;
+    }
+    call.once('cancelled', () => batcher.cancel(request));
+  };
+}
+
+interface StreamExtra {
+  id: string;
+  outputs: number[];
+}
+
+/**
+ * ModelStreamInfer, Triton's semantics: answers in the order received with `id` echoed; a failed request gets
+ * `error_message` and the stream stays open. `encode` is the generic ModelStreamInferResponse serializer.
+ */
+export function modelStreamInferHandler(
+  context: HandlerContext,
+  sessions: Set<Drainable>,
+  encode: (response: { error_message: string; infer_response: ModelInferResponse | null }) => Buffer,
+) {
+  const protocol: StreamProtocol<ModelInferRequest, StreamExtra> = {
+    service: INFERENCE_SERVICE,
+    method: 'ModelStreamInfer',
+    admit(request, ctx) {
+      const target = ctx.models.resolve(request.model_name, request.model_version);
+      const admitted = admitInfer(request, target);
+      return {
+        target,
+        inputs: admitted.inputs,
+        rows: admitted.rows,
+        shapes: admitted.shapes,
+        extra: { id: request.id, outputs: admitted.outputs },
+        timeoutMs: admitted.timeoutMs,
+      };
+    },
+    encodeAnswer(slot, outputs, firstRow) {
+      const extra = slot.extra!;
+      return encode({ error_message: '', infer_response: inferResponse(slot.target!, extra.id, extra.outputs, outputs, firstRow, slot.rows) });
+    },
+    encodeFailure(slot, error) {
+      const request = slot.request;
+      const infer: ModelInferResponse = {
+        model_name: request?.model_name ?? '',
+        model_version: slot.target?.version ?? request?.model_version ?? '',
+        id: request?.id ?? '',
+        outputs: [],
+        raw_output_contents: [],
+      };
+      return encode({ error_message: error.message, infer_response: infer });
+    },
+  };
+  return streamHandler(context, sessions, protocol);
+}

@@ -1,0 +1,235 @@
+// inference.GRPCInferenceService (proto/grpc_service.proto): the Open Inference Protocol with Triton's extensions,
+// on the same gRPC server as ModelService. Inference is in infer.ts; this file binds every RPC: health and metadata,
+// the effective model config, statistics, and the repository (load and unload only in explicit mode, as Triton).
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import path from 'node:path';
+import type { ModelConfig } from '../../models/config';
+import type { ModelInstance } from '../../models/instance';
+import type { InferenceStatistics } from '../../models/statistics';
+import { PACKAGE_ROOT } from '../config';
+import { failedPrecondition, invalidArgument, toServingError, unimplemented } from '../errors';
+import type { HandlerContext } from '../handlers/context';
+import type { Drainable } from '../stream-session';
+import { INFERENCE_SERVICE } from '../telemetry';
+import { modelInferHandler, modelStreamInferHandler } from './infer';
+
+export const KSERVE_PROTO_PATH = path.join(PACKAGE_ROOT, 'proto', 'grpc_service.proto');
+
+export const KSERVE_PROTO_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  oneofs: true,
+  includeDirs: [path.join(PACKAGE_ROOT, 'proto')],
+};
+
+const { version: PACKAGE_VERSION } = require(path.join(PACKAGE_ROOT, 'package.json')) as { version: string };
+
+/** The Triton extensions served (ServerMetadata). */
+export const EXTENSIONS = ['model_repository', 'model_configuration', 'statistics'];
+
+/** What the service needs of the server beyond the handlers' shared context. */
+export interface KserveHost {
+  /** Listening, not draining, and every model that should be loaded is ready. */
+  ready(): boolean;
+  controlMode: 'none' | 'poll' | 'explicit';
+  loadModel(name: string): Promise<void>;
+  unloadModel(name: string): Promise<void>;
+  /** Every model folder of the repository, loaded or not. */
+  repositoryModels(): string[];
+}
+
+type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => void;
+
+/** A unary RPC whose body may throw (or reject) a ServingError; reported like every call of the service. */
+function unary<Req, Res>(context: HandlerContext, method: string, body: (request: Req) => Res | Promise<Res>): Unary<Req, Res> {
+  const { telemetry } = context;
+  return (call, callback) => {
+    const started = performance.now();
+    const spanContext = telemetry.spanContextOf(call.metadata);
+    Promise.resolve()
+      .then(() => body(call.request))
+      .then(
+        (response) => {
+          callback(null, response);
+          telemetry.callEnded(method, grpc.status.OK, performance.now() - started, '', spanContext, 1, INFERENCE_SERVICE);
+        },
+        (error: unknown) => {
+          const failure = toServingError(error, (cause) => telemetry.logUnexpected(method, cause, spanContext, INFERENCE_SERVICE));
+          callback({ code: failure.code, details: failure.message });
+          telemetry.callEnded(method, failure.code, performance.now() - started, failure.message, spanContext, 1, INFERENCE_SERVICE);
+        },
+      );
+  };
+}
+
+const tensorMetadata = (model: ModelInstance, role: 'inputs' | 'outputs') =>
+  model.signature[role].map((t) => ({ name: t.name, datatype: t.datatype, shape: model.signature.batches ? [-1, ...t.dims] : [...t.dims] }));
+
+const CONFIG_TYPES: Record<string, string> = { BYTES: 'TYPE_STRING' };
+const configType = (datatype: string) => CONFIG_TYPES[datatype] ?? `TYPE_${datatype}`;
+
+/** The effective config of a loaded version, as Triton's ModelConfig: config.pbtxt where it spoke, else auto-completed. */
+function effectiveModelConfig(model: ModelInstance) {
+  const config: ModelConfig | null = model.spec.config;
+  const { effective, signature } = model;
+  const policy = config?.versionPolicy ?? { kind: 'latest', numVersions: 1 };
+  const warmup = config?.warmup ?? [];
+  return {
+    name: model.name,
+    platform: 'onnxruntime_onnx',
+    backend: 'onnxruntime',
+    version_policy:
+      policy.kind === 'latest' ? { latest: { num_versions: policy.numVersions } } : policy.kind === 'all' ? { all: {} } : { specific: { versions: policy.versions } },
+    max_batch_size: effective.maxBatchSize,
+    input: signature.inputs.map((t) => ({ name: t.name, data_type: configType(t.datatype), dims: [...t.dims] })),
+    output: signature.outputs.map((t) => ({ name: t.name, data_type: configType(t.datatype), dims: [...t.dims] })),
+    instance_group: [
+      {
+        name: `${model.name}_0`,
+        count: effective.workers,
+        kind: effective.executionProvider === 'cuda' ? 'KIND_GPU' : 'KIND_CPU',
+        gpus: effective.deviceIds,
+      },
+    ],
+    default_model_filename: path.basename(model.spec.file),
+    dynamic_batching: signature.batches
+      ? { preferred_batch_size: effective.preferredBatchSizes, max_queue_delay_microseconds: effective.maxQueueDelayUs }
+      : undefined,
+    parameters: Object.fromEntries(Object.entries(config?.parameters ?? {}).map(([k, v]) => [k, { string_value: v }])),
+    model_warmup: warmup.map((w) => ({
+      name: w.name,
+      batch_size: w.batchSize,
+      count: w.count,
+      inputs: Object.fromEntries(
+        Object.entries(w.inputs).map(([name, input]) => [
+          name,
+          {
+            data_type: configType(input.dataType),
+            dims: input.dims,
+            ...(input.source === 'zero' ? { zero_data: true } : input.source === 'random' ? { random_data: true } : { input_data_file: input.source.file }),
+          },
+        ]),
+      ),
+    })),
+  };
+}
+
+const duration = (d: { count: number; ns: number }) => ({ count: d.count, ns: Math.round(d.ns) });
+
+function modelStatistics(model: ModelInstance) {
+  const stats: InferenceStatistics = model.stats;
+  const none = { count: 0, ns: 0 };
+  return {
+    name: model.name,
+    version: model.version,
+    last_inference: stats.lastInference,
+    inference_count: stats.inferenceCount,
+    execution_count: stats.executionCount,
+    inference_stats: {
+      success: duration(stats.success),
+      fail: duration(stats.fail),
+      queue: duration(stats.queue),
+      // The worker reports one compute time per batch: its input copy and output copy are inside compute_infer.
+      compute_input: { count: stats.computeInfer.count, ns: 0 },
+      compute_infer: duration(stats.computeInfer),
+      compute_output: { count: stats.computeInfer.count, ns: 0 },
+      cache_hit: none,
+      cache_miss: none,
+    },
+    batch_stats: stats.batchSizes().map((b) => ({
+      batch_size: b.batchSize,
+      compute_input: { count: b.computeInfer.count, ns: 0 },
+      compute_infer: duration(b.computeInfer),
+      compute_output: { count: b.computeInfer.count, ns: 0 },
+    })),
+  };
+}
+
+export function addKserveService(server: grpc.Server, context: HandlerContext, sessions: Set<Drainable>, host: KserveHost): protoLoader.PackageDefinition {
+  const packageDefinition = protoLoader.loadSync(KSERVE_PROTO_PATH, KSERVE_PROTO_OPTIONS);
+  const generic = packageDefinition[INFERENCE_SERVICE] as grpc.ServiceDefinition;
+  // The stream's answers are encoded by the session (in order, with flow control), so its serializer passes bytes.
+  const encodeStream = generic.ModelStreamInfer.responseSerialize as (value: object) => Buffer;
+  const definition: grpc.ServiceDefinition = {
+    ...generic,
+    ModelStreamInfer: { ...generic.ModelStreamInfer, responseSerialize: (encoded: Buffer) => encoded },
+  };
+  const { models } = context;
+  const ready = (name: string, version: string) => {
+    try {
+      models.resolve(name, version);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const notServed = (what: string) => () => {
+    throw unimplemented(`${what} is not served by tickserve (requests carry their tensors in the message)`);
+  };
+  const repositoryControl = () => {
+    if (host.controlMode !== 'explicit') {
+      throw failedPrecondition(`model control is disabled: MODEL_CONTROL_MODE is ${host.controlMode}; load and unload need MODEL_CONTROL_MODE=explicit`);
+    }
+  };
+  const modelName = (name: string) => {
+    if (name === '') throw invalidArgument('model_name is empty');
+    return name;
+  };
+  server.addService(definition, {
+    ServerLive: unary(context, 'ServerLive', () => ({ live: true })),
+    ServerReady: unary(context, 'ServerReady', () => ({ ready: host.ready() })),
+    ModelReady: unary(context, 'ModelReady', (r: { name: string; version: string }) => ({ ready: ready(r.name, r.version) })),
+    ServerMetadata: unary(context, 'ServerMetadata', () => ({ name: 'tickserve', version: PACKAGE_VERSION, extensions: EXTENSIONS })),
+    ModelMetadata: unary(context, 'ModelMetadata', (r: { name: string; version: string }) => {
+      const model = models.resolve(r.name, r.version);
+      return {
+        name: model.name,
+        versions: models.index().filter((s) => s.model === model.name && s.state === 'READY').map((s) => s.version),
+        platform: 'onnxruntime_onnx',
+        inputs: tensorMetadata(model, 'inputs'),
+        outputs: tensorMetadata(model, 'outputs'),
+      };
+    }),
+    ModelInfer: modelInferHandler(context),
+    ModelStreamInfer: modelStreamInferHandler(context, sessions, (response) => encodeStream(response)),
+    ModelConfig: unary(context, 'ModelConfig', (r: { name: string; version: string }) => ({ config: effectiveModelConfig(models.resolve(r.name, r.version)) })),
+    ModelStatistics: unary(context, 'ModelStatistics', (r: { name: string; version: string }) => {
+      const chosen = r.name === '' ? [...models.instances()] : r.version === '' ? [...models.instances()].filter((i) => i.name === models.resolve(r.name, '').name) : [models.resolve(r.name, r.version)];
+      return { model_stats: chosen.map(modelStatistics) };
+    }),
+    RepositoryIndex: unary(context, 'RepositoryIndex', (r: { ready: boolean }) => {
+      const known = models.index();
+      const loaded = new Set(known.map((s) => s.model));
+      const unloaded = host.repositoryModels().filter((name) => !loaded.has(name)).map((name) => ({ model: name, version: '', state: 'UNAVAILABLE', reason: 'unloaded' }));
+      const all = [...known, ...unloaded].filter((s) => !r.ready || s.state === 'READY').sort((a, b) => a.model.localeCompare(b.model));
+      return { models: all.map((s) => ({ name: s.model, version: s.version, state: s.state, reason: s.reason })) };
+    }),
+    RepositoryModelLoad: unary(context, 'RepositoryModelLoad', async (r: { model_name: string }) => {
+      repositoryControl();
+      await host.loadModel(modelName(r.model_name));
+      return {};
+    }),
+    RepositoryModelUnload: unary(context, 'RepositoryModelUnload', async (r: { model_name: string }) => {
+      repositoryControl();
+      await host.unloadModel(modelName(r.model_name));
+      return {};
+    }),
+    SystemSharedMemoryStatus: unary(context, 'SystemSharedMemoryStatus', notServed('system shared memory')),
+    SystemSharedMemoryRegister: unary(context, 'SystemSharedMemoryRegister', notServed('system shared memory')),
+    SystemSharedMemoryUnregister: unary(context, 'SystemSharedMemoryUnregister', notServed('system shared memory')),
+    CudaSharedMemoryStatus: unary(context, 'CudaSharedMemoryStatus', notServed('CUDA shared memory')),
+    CudaSharedMemoryRegister: unary(context, 'CudaSharedMemoryRegister', notServed('CUDA shared memory')),
+    CudaSharedMemoryUnregister: unary(context, 'CudaSharedMemoryUnregister', notServed('CUDA shared memory')),
+    TraceSetting: unary(context, 'TraceSetting', () => {
+      throw unimplemented('trace settings are not served: tracing is configured with the OTEL_* variables at startup');
+    }),
+    LogSettings: unary(context, 'LogSettings', () => {
+      throw unimplemented('log settings are not served: LOG_LEVEL is set at startup');
+    }),
+  });
+  return packageDefinition;
+}
