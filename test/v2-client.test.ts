@@ -32,6 +32,8 @@ import {
 } from '../src/client/v2';
 import { inputsFromJson, outputToJson } from '../src/client/v2-json';
 import { PROTO_PATH } from '../src/main/server';
+import { featuresFor, referenceOutputs, SHAPED_MODELS, writeRepository } from './helpers/models';
+import { assertClose, startServer, type TestServer } from './helpers/server';
 import { BAD_REQUEST_ID, ECHO_MODELS, startEchoServer, type EchoServer } from './helpers/v2-echo-server';
 
 const CLI = path.join(__dirname, '..', 'src', 'client', 'cli.js');
@@ -648,5 +650,142 @@ describe('v2 CLI, as a child process', () => {
 
   it('a failed call exits 1 with CODE: details', async () => {
     assert.deepEqual(await cli(['metadata', ECHO_MODELS.missing, '--target', server.address]), { code: 1, stdout: '', stderr: 'error: NOT_FOUND: no model "missing"\n' });
+  });
+});
+
+describe('InferenceClient against tickserve', () => {
+  /** FP32 [batch, 4, 8] in, [batch, 3] out: an MLP that onnxruntime can check. */
+  const FX = { name: 'fx', inputShape: [4, 8], hidden: [16], outputs: 3, softmax: false, seed: 11 };
+  let server: TestServer;
+  let client: InferenceClient;
+  let root: string;
+  const fxPath = () => path.join(root, 'fx', '1', 'model.onnx');
+  const fxInput = (request: number, rows: number): InferInput => ({
+    name: 'input',
+    datatype: 'FP32',
+    shape: [rows, 4, 8],
+    data: Float32Array.from(featuresFor(request, rows, 32)),
+  });
+
+  before(async () => {
+    root = writeRepository({ fx: { versions: { '1': FX } }, 'two-outputs': { versions: { '1': SHAPED_MODELS.twoOutputs() } } });
+    server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, MODEL_CONTROL_MODE: 'explicit', LOAD_MODELS: 'fx', DEFAULT_MODEL: 'fx' });
+    client = new InferenceClient({ target: server.address, deadlineMs: 5000, headers: { 'x-desk': 'fx' } });
+  });
+  after(async () => {
+    client.close();
+    await server.close();
+  });
+
+  it('health and server metadata', async () => {
+    assert.equal(await client.serverLive(), true);
+    assert.equal(await client.serverReady(), true);
+    assert.equal(await client.modelReady('fx'), true);
+    assert.equal(await client.modelReady('fx', '2'), false);
+    const metadata = await client.serverMetadata();
+    assert.equal(metadata.name, 'tickserve');
+    assert.ok(metadata.extensions.includes('model_repository'), metadata.extensions.join(', '));
+  });
+
+  it('infer: an FP32 batch answers what onnxruntime computes, sent raw or as typed contents', async () => {
+    const input = fxInput(3, 2);
+    const expected = await referenceOutputs(fxPath(), input.data as Float32Array, 2);
+    for (const encoding of ['raw', 'contents'] as const) {
+      const result = await client.infer('fx', [input], { id: `req-${encoding}`, encoding });
+      assert.deepEqual([result.modelName, result.modelVersion, result.id], ['fx', '1', `req-${encoding}`]);
+      assert.equal(result.outputs.length, 1);
+      const [output] = result.outputs;
+      assert.deepEqual([output.name, output.datatype, output.shape], ['output', 'FP32', [2, 3]]);
+      assert.ok(output.data instanceof Float32Array);
+      assertClose(output.data as Float32Array, expected, encoding);
+    }
+  });
+
+  it('modelMetadata: the batch dimension as -1', async () => {
+    assert.deepEqual(await client.modelMetadata('fx'), {
+      name: 'fx',
+      versions: ['1'],
+      platform: 'onnxruntime_onnx',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4, 8] }],
+      outputs: [{ name: 'output', datatype: 'FP32', shape: [-1, 3] }],
+    });
+    await assert.rejects(client.modelMetadata('nope'), (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND && /nope/.test(e.details));
+  });
+
+  it('modelConfig and modelStatistics', async () => {
+    const config = await client.modelConfig('fx');
+    assert.equal(config.name, 'fx');
+    assert.deepEqual(config.input.map((i) => [i.name, i.data_type, i.dims]), [['input', 'TYPE_FP32', ['4', '8']]]);
+    await client.infer('fx', [fxInput(1, 1)]);
+    const [stats] = await client.modelStatistics('fx', '1');
+    assert.deepEqual([stats.name, stats.version], ['fx', '1']);
+    assert.ok(Number(stats.inference_count) >= 1, stats.inference_count);
+  });
+
+  it('repositoryIndex, load and unload', async () => {
+    const states = async (readyOnly = false) => (await client.repositoryIndex(readyOnly)).map((m) => `${m.name}:${m.version}:${m.state}`);
+    assert.deepEqual(await states(), ['fx:1:READY', 'two-outputs::UNAVAILABLE']);
+    assert.deepEqual(await states(true), ['fx:1:READY']);
+    await client.load('two-outputs');
+    assert.deepEqual(await states(true), ['fx:1:READY', 'two-outputs:1:READY']);
+    const x = Float32Array.of(1, 2, 3, 4);
+    const result = await client.infer('two-outputs', [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }], { outputs: ['plus_one', 'same'] });
+    assert.deepEqual(result.outputs.map((o) => [o.name, o.shape, Array.from(o.data as Float32Array)]), [
+      ['plus_one', [1, 4], [2, 3, 4, 5]],
+      ['same', [1, 4], [1, 2, 3, 4]],
+    ]);
+    await client.unload('two-outputs');
+    assert.equal(await client.modelReady('two-outputs'), false);
+    await assert.rejects(
+      client.load('not-in-the-repository'),
+      (e: grpc.ServiceError) => e.code === grpc.status.NOT_FOUND && /^model "not-in-the-repository" is not in the repository/.test(e.details),
+    );
+  });
+
+  it('a request the server refuses rejects with its INVALID_ARGUMENT, details passed through', async () => {
+    await assert.rejects(
+      client.infer('fx', [{ name: 'input', datatype: 'FP32', shape: [1, 32], data: new Float32Array(32) }]),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'input "input": shape [1, 32] sent, the model takes [-1, 4, 8] (-1: any)',
+    );
+  });
+
+  it('stream: results in order, each what onnxruntime computes; a bad request in the middle gets an error result in its slot', async () => {
+    const count = 300;
+    const bad = 150;
+    const requests = function* (): Generator<StreamRequest> {
+      for (let i = 0; i < count; i++) {
+        const input = i === bad ? { ...fxInput(i, 1), shape: [1, 3, 8], data: new Float32Array(24) } : fxInput(i, 1);
+        yield { inputs: [input as InferInput], id: `r${i}` };
+      }
+    };
+    const results = [];
+    for await (const result of client.stream('fx', requests())) results.push(result);
+    assert.equal(results.length, count);
+    const rows = Float32Array.from(Array.from({ length: count }, (_, i) => featuresFor(i, 1, 32)).flat());
+    const expected = await referenceOutputs(fxPath(), rows, count);
+    results.forEach((result, i) => {
+      if (i === bad) {
+        assert.equal(result.error, 'input "input": shape [1, 3, 8] sent, the model takes [-1, 4, 8] (-1: any)');
+        assert.equal(result.id, `r${bad}`);
+        return;
+      }
+      if (result.error !== null) assert.fail(`result ${i}: ${result.error}`);
+      assert.equal(result.id, `r${i}`);
+      assertClose(result.outputs[0].data as Float32Array, expected.subarray(i * 3, i * 3 + 3), `result ${i}`);
+    });
+  });
+
+  it('the CLI: models, metadata and infer', async () => {
+    const { stdout: table } = await run(process.execPath, [CLI, 'models', '--target', server.address, '--ready']);
+    assert.equal(table, 'NAME  VERSION  STATE  REASON\nfx    1        READY\n');
+    const { stdout: metadata } = await run(process.execPath, [CLI, 'metadata', 'fx', '--target', server.address]);
+    assert.deepEqual(JSON.parse(metadata).outputs, [{ name: 'output', datatype: 'FP32', shape: [-1, 3] }]);
+    const input = fxInput(9, 1);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'tickserve-v2-cli-')), 'inputs.json');
+    writeFileSync(file, JSON.stringify([{ name: 'input', datatype: 'FP32', shape: [1, 4, 8], data: Array.from(input.data as Float32Array) }]));
+    const { stdout } = await run(process.execPath, [CLI, 'infer', 'fx', '--inputs', file, '--target', server.address, '--header', 'x-desk=fx']);
+    const [output] = JSON.parse(stdout) as Array<{ name: string; datatype: string; shape: number[]; data: number[] }>;
+    assert.deepEqual([output.name, output.datatype, output.shape], ['output', 'FP32', [1, 3]]);
+    assertClose(output.data, await referenceOutputs(fxPath(), input.data as Float32Array, 1));
   });
 });
