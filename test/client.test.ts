@@ -348,12 +348,13 @@ describe('client command line', () => {
       command: 'predict',
       target: '127.0.0.1:50051',
       gzip: true,
+      headers: {},
       features: [1, 2.5],
       batchSize: 2,
       modelVersion: '',
       deadlineMs: 250,
     });
-    assert.deepEqual(parseCommandLine(['replay', '--target', 'h:1', '--csv', csvFile]), { command: 'replay', target: 'h:1', gzip: false, csv: csvFile, rate: 0 });
+    assert.deepEqual(parseCommandLine(['replay', '--target', 'h:1', '--csv', csvFile]), { command: 'replay', target: 'h:1', gzip: false, headers: {}, csv: csvFile, rate: 0 });
   });
 
   const bad: Array<[string[], RegExp]> = [

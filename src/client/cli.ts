@@ -1,14 +1,18 @@
-// `npm run client -- <command> [options]`: one Predict call, or a CSV feed replayed through StreamPredict. USAGE
-// says what each command does and prints.
+// `npm run client -- <command> [options]`: one Predict call, or a CSV feed replayed through StreamPredict
+// (inference.ModelService); the model repository, a model's metadata, and one ModelInfer call
+// (inference.GRPCInferenceService, the Open Inference Protocol). USAGE says what each command does and prints.
 import { status, type ServiceError } from '@grpc/grpc-js';
 import * as hdr from 'hdr-histogram-js';
-import { accessSync, constants, createReadStream, statSync } from 'node:fs';
+import { accessSync, constants, createReadStream, readFileSync, statSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { RingQueue } from '../batching/queue';
 import { integerValue, numberValue, runCli, usageErrors, UsageError } from './args';
+import { headerProblem, type Headers } from './channel';
 import { StreamEndedEarlyError, TickClient, type PredictInput } from './index';
+import { InferenceClient, type InferInput, type ModelIndexEntry } from './v2';
+import { inputsFromJson, outputToJson } from './v2-json';
 
 export const USAGE = `usage: npm run client -- <command> [options]
 
@@ -23,28 +27,59 @@ export const USAGE = `usage: npm run client -- <command> [options]
       numbers gets INVALID_ARGUMENT without being sent). A summary goes to stderr: rows, answered, errors, not
       answered, and the latency from each row's send to its answer.
 
-  options of both:
+  The Open Inference Protocol (KServe v2, inference.GRPCInferenceService):
+
+  models [--ready] [--deadline-ms MS]
+      The model repository: one line per model version, NAME VERSION STATE REASON (--ready: only those ready).
+
+  load NAME [--deadline-ms MS]
+  unload NAME [--deadline-ms MS]
+      Loads (or reloads) or unloads a model, waiting up to 60000 ms by default. Prints "loaded NAME".
+
+  metadata NAME [--model-version V] [--deadline-ms MS]
+      The model's metadata as JSON: versions, platform, inputs and outputs (name, datatype, shape; -1: variable).
+
+  infer NAME --inputs FILE|- [--model-version V] [--deadline-ms MS]
+      One ModelInfer call with the inputs in FILE (-: stdin), as JSON:
+        [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]
+      data flat or nested, row-major; "NaN", "Infinity", "-Infinity" as strings; INT64 and UINT64 as numbers or
+      decimal strings; BOOL as true/false; BYTES as strings. Prints the outputs as JSON, one array on one line:
+      [{"name", "datatype", "shape", "data"}], INT64 and UINT64 as numbers when safe integers, else strings.
+
+  options of every command:
     --target HOST:PORT   the server (default 127.0.0.1:50051; or dns:///NAME:PORT, ipv4:A:P,B:P)
+    --header KEY=VALUE   send a gRPC metadata header with every call (repeatable)
     --gzip               compress every message
     -h, --help           this text
+
+  The deadline of every call but load and unload defaults to 5000 ms.
 
   exit status: 0 done; 1 a call failed, or the stream ended before every row was answered; 2 a bad command line`;
 
 const DEFAULT_TARGET = '127.0.0.1:50051';
 const DEFAULT_DEADLINE_MS = 5000;
+const DEFAULT_LOAD_DEADLINE_MS = 60_000;
 
 interface Connection {
   target: string;
   gzip: boolean;
+  headers: Headers;
 }
 
 export type Command =
   | { command: 'help' }
   | ({ command: 'predict'; features: number[]; batchSize: number; modelVersion: string; deadlineMs: number } & Connection)
-  | ({ command: 'replay'; csv: string; rate: number } & Connection);
+  | ({ command: 'replay'; csv: string; rate: number } & Connection)
+  | ({ command: 'models'; readyOnly: boolean; deadlineMs: number } & Connection)
+  | ({ command: 'load' | 'unload'; model: string; deadlineMs: number } & Connection)
+  | ({ command: 'metadata'; model: string; modelVersion: string; deadlineMs: number } & Connection)
+  | ({ command: 'infer'; model: string; modelVersion: string; inputs: InferInput[]; deadlineMs: number } & Connection);
+
+type CommandName = Exclude<Command['command'], 'help'>;
 
 const OPTIONS = {
   target: { type: 'string' },
+  header: { type: 'string', multiple: true },
   gzip: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   features: { type: 'string' },
@@ -53,46 +88,115 @@ const OPTIONS = {
   'deadline-ms': { type: 'string' },
   csv: { type: 'string' },
   rate: { type: 'string' },
+  ready: { type: 'boolean' },
+  inputs: { type: 'string' },
 } as const;
 
-const COMMAND_OPTIONS: Record<'predict' | 'replay', ReadonlySet<string>> = {
-  predict: new Set(['target', 'gzip', 'features', 'batch-size', 'model-version', 'deadline-ms']),
-  replay: new Set(['target', 'gzip', 'csv', 'rate']),
+const CONNECTION_OPTIONS = ['target', 'header', 'gzip'];
+
+const COMMAND_OPTIONS: Record<CommandName, ReadonlySet<string>> = {
+  predict: new Set([...CONNECTION_OPTIONS, 'features', 'batch-size', 'model-version', 'deadline-ms']),
+  replay: new Set([...CONNECTION_OPTIONS, 'csv', 'rate']),
+  models: new Set([...CONNECTION_OPTIONS, 'ready', 'deadline-ms']),
+  load: new Set([...CONNECTION_OPTIONS, 'deadline-ms']),
+  unload: new Set([...CONNECTION_OPTIONS, 'deadline-ms']),
+  metadata: new Set([...CONNECTION_OPTIONS, 'model-version', 'deadline-ms']),
+  infer: new Set([...CONNECTION_OPTIONS, 'inputs', 'model-version', 'deadline-ms']),
 };
+
+/** The commands that take a model NAME. */
+const NAMED = new Set<CommandName>(['load', 'unload', 'metadata', 'infer']);
+
+const COMMANDS = Object.keys(COMMAND_OPTIONS) as CommandName[];
+const isCommand = (name: string): name is CommandName => (COMMANDS as string[]).includes(name);
+const COMMAND_LIST = `${COMMANDS.slice(0, -1).join(', ')} or ${COMMANDS[COMMANDS.length - 1]}`;
 
 /** The command line, checked whole before anything connects; a UsageError says what is wrong with it. */
 export function parseCommandLine(args: string[]): Command {
   const { values, positionals } = usageErrors(() => parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true }));
   if (values.help) return { command: 'help' };
-  const [command, ...extra] = positionals;
-  if (command === undefined) throw new UsageError('no command: predict or replay');
-  if (command !== 'predict' && command !== 'replay') throw new UsageError(`unknown command "${command}": predict or replay`);
+  const [command, ...rest] = positionals;
+  if (command === undefined) throw new UsageError(`no command: ${COMMAND_LIST}`);
+  if (!isCommand(command)) throw new UsageError(`unknown command "${command}": ${COMMAND_LIST}`);
+  const [model, ...extra] = NAMED.has(command) ? rest : [undefined, ...rest];
+  if (NAMED.has(command) && model === undefined) throw new UsageError(`${command} needs a model NAME`);
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
   for (const name of Object.keys(values)) {
     if (!COMMAND_OPTIONS[command].has(name)) throw new UsageError(`--${name} is not an option of ${command}`);
   }
-  const connection = { target: values.target ?? DEFAULT_TARGET, gzip: values.gzip ?? false };
-  if (command === 'predict') {
-    if (values.features === undefined) throw new UsageError('predict needs --features 0.1,0.2,...');
-    const features = parseFeatures(values.features);
-    if (features instanceof Error) throw new UsageError(`--features: ${features.message}`);
-    return {
-      command,
-      ...connection,
-      features,
-      batchSize: values['batch-size'] === undefined ? 1 : integerValue('batch-size', values['batch-size'], 1),
-      modelVersion: values['model-version'] ?? '',
-      deadlineMs: values['deadline-ms'] === undefined ? DEFAULT_DEADLINE_MS : numberValue('deadline-ms', values['deadline-ms'], { above: 0 }),
-    };
+  const connection = { target: values.target ?? DEFAULT_TARGET, gzip: values.gzip ?? false, headers: headerValues(values.header ?? []) };
+  const deadline = (fallback: number) => (values['deadline-ms'] === undefined ? fallback : numberValue('deadline-ms', values['deadline-ms'], { above: 0 }));
+  switch (command) {
+    case 'predict': {
+      if (values.features === undefined) throw new UsageError('predict needs --features 0.1,0.2,...');
+      const features = parseFeatures(values.features);
+      if (features instanceof Error) throw new UsageError(`--features: ${features.message}`);
+      return {
+        command,
+        ...connection,
+        features,
+        batchSize: values['batch-size'] === undefined ? 1 : integerValue('batch-size', values['batch-size'], 1),
+        modelVersion: values['model-version'] ?? '',
+        deadlineMs: deadline(DEFAULT_DEADLINE_MS),
+      };
+    }
+    case 'replay':
+      if (values.csv === undefined) throw new UsageError('replay needs --csv FILE');
+      checkReadableFile('csv', values.csv);
+      return { command, ...connection, csv: values.csv, rate: values.rate === undefined ? 0 : numberValue('rate', values.rate, { atLeast: 0 }) };
+    case 'models':
+      return { command, ...connection, readyOnly: values.ready ?? false, deadlineMs: deadline(DEFAULT_DEADLINE_MS) };
+    case 'load':
+    case 'unload':
+      return { command, ...connection, model: model!, deadlineMs: deadline(DEFAULT_LOAD_DEADLINE_MS) };
+    case 'metadata':
+      return { command, ...connection, model: model!, modelVersion: values['model-version'] ?? '', deadlineMs: deadline(DEFAULT_DEADLINE_MS) };
+    case 'infer':
+      if (values.inputs === undefined) throw new UsageError('infer needs --inputs FILE (or - for stdin)');
+      return {
+        command,
+        ...connection,
+        model: model!,
+        modelVersion: values['model-version'] ?? '',
+        inputs: readInputs(values.inputs),
+        deadlineMs: deadline(DEFAULT_DEADLINE_MS),
+      };
   }
-  if (values.csv === undefined) throw new UsageError('replay needs --csv FILE');
+}
+
+/** The --header KEY=VALUE options as headers; a key given twice, or one gRPC cannot send, is a usage error. */
+function headerValues(options: string[]): Headers {
+  const headers: Record<string, string> = {};
+  for (const option of options) {
+    const equals = option.indexOf('=');
+    if (equals <= 0) throw new UsageError(`--header "${option}": expected KEY=VALUE`);
+    const key = option.slice(0, equals).toLowerCase();
+    const value = option.slice(equals + 1);
+    const problem = headerProblem(key, value);
+    if (problem !== null) throw new UsageError(`--${problem}`);
+    if (Object.prototype.hasOwnProperty.call(headers, key)) throw new UsageError(`--header "${key}" given twice`);
+    headers[key] = value;
+  }
+  return headers;
+}
+
+function checkReadableFile(option: string, file: string): void {
   try {
-    accessSync(values.csv, constants.R_OK);
+    accessSync(file, constants.R_OK);
   } catch (error) {
-    throw new UsageError(`--csv ${values.csv}: cannot read it (${(error as NodeJS.ErrnoException).code})`);
+    throw new UsageError(`--${option} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code})`);
   }
-  if (!statSync(values.csv).isFile()) throw new UsageError(`--csv ${values.csv}: not a file`);
-  return { command, ...connection, csv: values.csv, rate: values.rate === undefined ? 0 : numberValue('rate', values.rate, { atLeast: 0 }) };
+  if (!statSync(file).isFile()) throw new UsageError(`--${option} ${file}: not a file`);
+}
+
+/** The inputs in `file` (- for stdin), checked whole. */
+function readInputs(file: string): InferInput[] {
+  if (file !== '-') checkReadableFile('inputs', file);
+  try {
+    return inputsFromJson(readFileSync(file === '-' ? 0 : file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`--inputs ${file === '-' ? 'stdin' : file}: ${(error as Error).message}`);
+  }
 }
 
 /** Comma-separated numbers, or an Error naming the first value that is not one. */
@@ -245,17 +349,57 @@ function describeFailure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+type V2Command = Extract<Command, { command: 'models' | 'load' | 'unload' | 'metadata' | 'infer' }>;
+
+/** The repository index as a table: a header, then a line per model version, columns padded to line up. */
+export function formatModels(models: readonly ModelIndexEntry[]): string {
+  const rows = [['NAME', 'VERSION', 'STATE', 'REASON'], ...models.map((m) => [m.name, m.version, m.state, m.reason])];
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd()).join('\n');
+}
+
+async function runV2(client: InferenceClient, command: V2Command): Promise<number> {
+  const call = { deadlineMs: command.deadlineMs };
+  switch (command.command) {
+    case 'models':
+      process.stdout.write(`${formatModels(await client.repositoryIndex(command.readyOnly, call))}\n`);
+      break;
+    case 'load':
+      await client.load(command.model, call);
+      process.stdout.write(`loaded ${command.model}\n`);
+      break;
+    case 'unload':
+      await client.unload(command.model, call);
+      process.stdout.write(`unloaded ${command.model}\n`);
+      break;
+    case 'metadata':
+      process.stdout.write(`${JSON.stringify(await client.modelMetadata(command.model, command.modelVersion, call), null, 2)}\n`);
+      break;
+    case 'infer': {
+      const result = await client.infer(command.model, command.inputs, { ...call, version: command.modelVersion });
+      process.stdout.write(`${JSON.stringify(result.outputs.map(outputToJson))}\n`);
+      break;
+    }
+  }
+  return 0;
+}
+
 async function main(args: string[]): Promise<number> {
   const command = parseCommandLine(args);
   if (command.command === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const client = new TickClient({
-    target: command.target,
-    compression: command.gzip ? 'gzip' : 'none',
-    deadlineMs: command.command === 'predict' ? command.deadlineMs : DEFAULT_DEADLINE_MS,
-  });
+  const settings = { target: command.target, compression: command.gzip ? 'gzip' : 'none', headers: command.headers } as const;
+  if (command.command !== 'predict' && command.command !== 'replay') {
+    const client = new InferenceClient(settings);
+    try {
+      return await runV2(client, command);
+    } finally {
+      client.close();
+    }
+  }
+  const client = new TickClient({ ...settings, deadlineMs: command.command === 'predict' ? command.deadlineMs : DEFAULT_DEADLINE_MS });
   try {
     return command.command === 'predict' ? await predict(client, command) : await replay(client, command);
   } finally {

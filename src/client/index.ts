@@ -13,17 +13,15 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { RingQueue } from '../batching/queue';
+import { bidiStream } from './bidi';
+import { channelOptions, checkHeaders, metadataOf, serviceConfig as serviceConfigFor, type Headers, type RetryOptions } from './channel';
+
+export { StreamEndedEarlyError } from './bidi';
+export { DEFAULT_RETRY, type Headers, type RetryOptions } from './channel';
 
 const PROTO_PATH = path.resolve(__dirname, '..', '..', '..', 'proto', 'model_service.proto');
-const SERVICE = 'inference.ModelService';
-
-export interface RetryOptions {
-  /** Attempts in all, the first included (grpc caps this at 5). */
-  maxAttempts: number;
-  initialBackoffMs: number;
-  maxBackoffMs: number;
-  backoffMultiplier: number;
-}
+/** The services whose calls are retried (UNAVAILABLE only). */
+const SERVICES = ['inference.ModelService', 'grpc.health.v1.Health'];
 
 export interface ClientOptions {
   /** `host:port`, or a grpc target naming many addresses: `dns:///name:port`, `ipv4:a:p,b:p`. */
@@ -40,6 +38,8 @@ export interface ClientOptions {
   retry?: RetryOptions | false;
   /** Extra grpc-js channel options. */
   channelOptions?: grpc.ChannelOptions;
+  /** Sent as gRPC metadata on every call (keys lower-case; a call's own metadata is added after them). */
+  headers?: Headers;
 }
 
 export interface PredictInput {
@@ -85,47 +85,9 @@ const loaded = grpc.loadPackageDefinition(definition);
 const ModelService = (loaded.inference as grpc.GrpcObject).ModelService as grpc.ServiceClientConstructor;
 const Health = (((loaded.grpc as grpc.GrpcObject).health as grpc.GrpcObject).v1 as grpc.GrpcObject).Health as grpc.ServiceClientConstructor;
 
-export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 3, initialBackoffMs: 20, maxBackoffMs: 500, backoffMultiplier: 2 };
-
-/** The grpc service config: round_robin over the target's addresses, and the retry policy. */
+/** The grpc service config of a TickClient: round_robin over the target's addresses, and the retry policy. */
 export function serviceConfig(retry: RetryOptions | false): string {
-  const seconds = (ms: number) => `${(ms / 1000).toFixed(3)}s`;
-  return JSON.stringify({
-    loadBalancingConfig: [{ round_robin: {} }],
-    methodConfig: retry
-      ? [{
-          name: [{ service: SERVICE }, { service: 'grpc.health.v1.Health' }],
-          retryPolicy: {
-            maxAttempts: retry.maxAttempts,
-            initialBackoff: seconds(retry.initialBackoffMs),
-            maxBackoff: seconds(retry.maxBackoffMs),
-            backoffMultiplier: retry.backoffMultiplier,
-            retryableStatusCodes: ['UNAVAILABLE'],
-          },
-        }]
-      : [],
-  });
-}
-
-/**
- * The server ended a StreamPredict call, with status `code` (OK when it was draining), before it had answered every
- * input: `answered` of the `sent` inputs written to the call, and `inputsLeft` when the inputs had more to send.
- * Every answer received was yielded before this is thrown.
- */
-export class StreamEndedEarlyError extends Error {
-  override readonly name = 'StreamEndedEarlyError';
-
-  constructor(
-    readonly code: grpc.status,
-    readonly details: string,
-    readonly sent: number,
-    readonly answered: number,
-    readonly inputsLeft: boolean,
-  ) {
-    const why = details === '' || details === grpc.status[code] ? '' : ` (${details})`;
-    const left = inputsLeft ? ', with inputs left to send' : '';
-    super(`the server ended the stream with ${grpc.status[code]}${why} after answering ${answered} of the ${sent} inputs sent${left}`);
-  }
+  return serviceConfigFor(retry, SERVICES);
 }
 
 function toPrediction(reply: WireReply, roundTripMs: number): Prediction {
@@ -151,27 +113,19 @@ export class TickClient {
   private next = 0;
   private readonly deadlineMs: number;
   private readonly streamDeadlineMs: number | undefined;
+  private readonly headers: Headers;
 
   constructor(options: ClientOptions) {
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
-    const channelOptions: grpc.ChannelOptions = {
-      'grpc.service_config': serviceConfig(options.retry ?? DEFAULT_RETRY),
-      'grpc.enable_retries': options.retry === false ? 0 : 1,
-      // Keep connections through idle market hours: ping every 30 s when idle, give up after 10 s without an
-      // answer, and do not drop to IDLE (which would reconnect, slowly, on the first call of the morning).
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.client_idle_timeout_ms': 24 * 3600 * 1000,
-      ...(options.compression === 'gzip' ? { 'grpc.default_compression_algorithm': 2, 'grpc.default_compression_level': 2 } : {}),
-      ...options.channelOptions,
-    };
+    this.headers = options.headers ?? {};
+    checkHeaders(this.headers);
+    const channelSettings = channelOptions(options, SERVICES);
     const poolSize = Math.max(1, options.poolSize ?? 1);
     // Distinct channel options keep grpc-js from sharing one connection between the pool's channels.
     this.channels = Array.from({ length: poolSize }, (_, i) =>
-      new ModelService(options.target, credentials, { ...channelOptions, 'tickserve.pool_index': i }),
+      new ModelService(options.target, credentials, { ...channelSettings, 'tickserve.pool_index': i }),
     );
-    this.health = new Health(options.target, credentials, channelOptions);
+    this.health = new Health(options.target, credentials, channelSettings);
     this.deadlineMs = options.deadlineMs ?? 1000;
     this.streamDeadlineMs = options.streamDeadlineMs;
   }
@@ -187,7 +141,7 @@ export class TickClient {
     const deadline = Date.now() + (options.deadlineMs ?? this.deadlineMs);
     const calledAt = performance.now();
     return new Promise((resolve, reject) => {
-      this.channel().Predict(toWire(input), options.metadata ?? new grpc.Metadata(), { deadline }, (error: grpc.ServiceError | null, reply: WireReply) =>
+      this.channel().Predict(toWire(input), metadataOf(this.headers, {}, options.metadata), { deadline }, (error: grpc.ServiceError | null, reply: WireReply) =>
         error ? reject(error) : resolve(toPrediction(reply, performance.now() - calledAt)),
       );
     });
@@ -204,81 +158,20 @@ export class TickClient {
    */
   async *stream(inputs: AsyncIterable<PredictInput> | Iterable<PredictInput>, options: { metadata?: grpc.Metadata } = {}): AsyncGenerator<Prediction> {
     const callOptions = this.streamDeadlineMs === undefined ? {} : { deadline: Date.now() + this.streamDeadlineMs };
-    const call = this.channel().StreamPredict(options.metadata ?? new grpc.Metadata(), callOptions) as grpc.ClientDuplexStream<object, WireReply>;
-    const source = Symbol.asyncIterator in inputs ? inputs[Symbol.asyncIterator]() : inputs[Symbol.iterator]();
+    const call = this.channel().StreamPredict(metadataOf(this.headers, {}, options.metadata), callOptions) as grpc.ClientDuplexStream<object, WireReply>;
     // When each unanswered input was written; answers come in input order, so the head is the next one answered.
     const writtenAt = new RingQueue<number>(64);
-    let sent = 0;
-    let answered = 0;
-    let inputsDone = false;
-    let writeError: unknown = null;
-    let serverStatus: Pick<grpc.StatusObject, 'code' | 'details'> = { code: grpc.status.OK, details: '' };
-
-    // The writer waits for the source's next input and for 'drain', and must stop once the call is over: nothing
-    // written to an ended call is sent, 'drain' may never come, and a live source may not yield again for a long
-    // time (a writer still pulling it would keep the stream from ending). `wake` ends whichever wait is pending.
-    let callOver = false;
-    let wake: (() => void) | null = null;
-    const endWriting = () => {
-      callOver = true;
-      wake?.();
+    const encode = (input: PredictInput) => {
+      writtenAt.push(performance.now());
+      return toWire(input);
     };
-    const unlessOver = (pending: Promise<unknown>) =>
-      new Promise<void>((resolve, reject) => {
-        wake = resolve;
-        pending.then(() => resolve(), reject);
-      });
-    call.on('status', (status: grpc.StatusObject) => {
-      serverStatus = status;
-      endWriting();
-    });
-
-    const writing = (async () => {
-      try {
-        while (!callOver) {
-          const pulled = Promise.resolve(source.next());
-          await unlessOver(pulled);
-          if (callOver) break;
-          const next = await pulled;
-          if (next.done) {
-            inputsDone = true;
-            call.end();
-            return;
-          }
-          writtenAt.push(performance.now());
-          sent++;
-          if (!call.write(toWire(next.value))) await unlessOver(new Promise((resolve) => call.once('drain', resolve)));
-        }
-        // The call is over with inputs left: let the source clean up, but do not wait for it (it may be waiting
-        // for its next input itself, and an async generator's return() waits for that).
-        Promise.resolve(source.return?.()).catch(() => {});
-      } catch (error) {
-        writeError = error;
-        call.cancel();
-      }
-    })();
-
-    try {
-      for await (const reply of call) {
-        const prediction = toPrediction(reply as WireReply, performance.now() - writtenAt.shift()!);
-        answered++;
-        yield prediction;
-      }
-    } catch (error) {
-      throw writeError ?? error;
-    } finally {
-      endWriting();
-      call.cancel(); // a no-op once the call has ended; stops it when the caller broke out early
-      await writing;
-    }
-    if (writeError) throw writeError;
-    if (!inputsDone || answered < sent) throw new StreamEndedEarlyError(serverStatus.code, serverStatus.details, sent, answered, !inputsDone);
+    for await (const reply of bidiStream(call, inputs, encode)) yield toPrediction(reply, performance.now() - writtenAt.shift()!);
   }
 
   /** grpc.health.v1 Check: the serving status of `service` ("" for the whole server). */
   healthCheck(service = '', deadlineMs = this.deadlineMs): Promise<ServingStatus> {
     return new Promise((resolve, reject) => {
-      (this.health as grpc.Client & Record<string, Function>).Check({ service }, { deadline: Date.now() + deadlineMs }, (error: grpc.ServiceError | null, reply: { status: ServingStatus }) =>
+      (this.health as grpc.Client & Record<string, Function>).Check({ service }, metadataOf(this.headers), { deadline: Date.now() + deadlineMs }, (error: grpc.ServiceError | null, reply: { status: ServingStatus }) =>
         error ? reject(error) : resolve(reply.status),
       );
     });
