@@ -212,6 +212,10 @@ describe('traces over OTLP/HTTP JSON', () => {
     assert.equal(value(sample('tickserve_queue_depth', /model="default".*version="1"/)), 0);
     assert.equal(value(sample('tickserve_model_loads_total', /model="default".*outcome="success".*version="1"|model="default".*version="1".*outcome="success"/)), 1);
     assert.equal(value(sample('tickserve_model_load_duration_count', /model="default"/)), 1);
+    // The counters ModelStatistics answers from.
+    assert.ok(value(sample('tickserve_inference_count_total', /model="default"/)) >= 9);
+    assert.ok(value(sample('tickserve_inference_requests_total', /outcome="success"/)) >= 9);
+    assert.ok(value(sample('tickserve_inference_duration_ns_total', /phase="compute_infer"/)) > 0);
   });
 });
 

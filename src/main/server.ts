@@ -184,6 +184,7 @@ export class InferenceServer {
         workers: instance.effective.workers,
         queuedRows: () => instance.batcher.queuedRowCount,
         inFlightBatches: () => instance.batcher.inFlightBatches,
+        stats: instance.stats,
       };
     }
   }

@@ -31,6 +31,7 @@ import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { BatchFigures, BatchObserver, BatchRequest } from '../batching/batcher';
+import type { InferenceStatistics } from '../models/statistics';
 import { listenError, type Config } from './config';
 import { RpcMetrics } from './rpc-metrics';
 import { ThreadSpanProcessor } from './span-export/processor';
@@ -98,6 +99,8 @@ export interface ServedVersionInfo {
   workers: number;
   queuedRows(): number;
   inFlightBatches(): number;
+  /** The version's inference counters, the same ones ModelStatistics answers from. */
+  stats: InferenceStatistics;
 }
 
 /** What the gauges read; bound once the server exists. */
@@ -198,6 +201,32 @@ export class Telemetry {
     });
     this.modelUnloads = this.meter.createCounter('tickserve.model.unloads', {
       description: 'Model version unloads (after answering every request they took), by model and version',
+    });
+    // ModelStatistics' counters, read as they are: the v2 API and Prometheus never disagree.
+    this.meter.createObservableCounter('tickserve.inference.count', { description: 'Rows computed (Triton\'s inference_count), by model and version' })
+      .addCallback((result) => {
+        for (const v of this.sources?.versions() ?? []) result.observe(v.stats.inferenceCount, versionAttributes(v.name, v.version));
+      });
+    this.meter.createObservableCounter('tickserve.execution.count', { description: 'Batches run (Triton\'s execution_count), by model and version' })
+      .addCallback((result) => {
+        for (const v of this.sources?.versions() ?? []) result.observe(v.stats.executionCount, versionAttributes(v.name, v.version));
+      });
+    this.meter.createObservableCounter('tickserve.inference.requests', { description: 'Requests answered, by model, version and outcome (success, fail)' })
+      .addCallback((result) => {
+        for (const v of this.sources?.versions() ?? []) {
+          result.observe(v.stats.success.count, { ...versionAttributes(v.name, v.version), outcome: 'success' });
+          result.observe(v.stats.fail.count, { ...versionAttributes(v.name, v.version), outcome: 'fail' });
+        }
+      });
+    this.meter.createObservableCounter('tickserve.inference.duration_ns', {
+      description: 'Summed request time in nanoseconds by phase (success, fail, queue, compute_infer), as ModelStatistics reports it',
+    }).addCallback((result) => {
+      for (const v of this.sources?.versions() ?? []) {
+        const base = versionAttributes(v.name, v.version);
+        for (const [phase, d] of [['success', v.stats.success], ['fail', v.stats.fail], ['queue', v.stats.queue], ['compute_infer', v.stats.computeInfer]] as const) {
+          result.observe(d.ns, { ...base, phase });
+        }
+      }
     });
     this.meter.createObservableGauge('tickserve.queue.depth', { description: 'Rows waiting in a version\'s batcher queue', unit: '{row}' })
       .addCallback((result) => {
