@@ -135,10 +135,26 @@ export class WorkerPool {
     throw new WorkerFault(`${message}; it died holding the batch's memory, which is set aside`, true);
   }
 
+  /**
+   * Stops every worker. A worker terminated while it is still opening its session (a replacement that piscina has
+   * just started) can abort the whole process: onnxruntime-node turns the failure of its interrupted call into a C++
+   * exception that nothing catches. So every worker first finishes starting: one empty batch each (a worker takes a
+   * task only once started), bounded in time, then the pool is destroyed.
+   */
   async close(): Promise<void> {
+    const started = Array.from({ length: this.options.workers }, () => this.piscina.run({ slab: 0, rows: 0, ticket: 0 } satisfies BatchTask));
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_WAIT_MS);
+    });
+    await Promise.race([Promise.allSettled(started), bound]);
+    clearTimeout(timer);
     await this.piscina.destroy();
   }
 }
+
+/** How long close() waits for starting workers before it destroys the pool anyway. */
+const CLOSE_WAIT_MS = 10_000;
 
 /** An AbortSignal that fires `ms` after start(). */
 class TaskTimeout {
