@@ -55,16 +55,39 @@ message TensorShapeProto {
 
 const modelType = protobuf.parse(ONNX_SUBSET, { keepCase: true }).root.lookupType('onnx.ModelProto');
 
-const FLOAT = 1; // TensorProto.DataType.FLOAT
+/**
+ * ONNX's TensorProto.DataType numbers: a value's `elemType`, and the `to` attribute of a Cast node (an integer, so it
+ * is written as an INT attribute).
+ */
+export const ONNX_TYPES = {
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  UINT16: 4,
+  INT16: 5,
+  INT32: 6,
+  INT64: 7,
+  STRING: 8,
+  BOOL: 9,
+  FLOAT16: 10,
+  DOUBLE: 11,
+  UINT32: 12,
+  UINT64: 13,
+} as const;
+
+export type OnnxType = (typeof ONNX_TYPES)[keyof typeof ONNX_TYPES];
+
 const ATTRIBUTE_FLOAT = 1;
 const ATTRIBUTE_INT = 2;
 const IR_VERSION = 8;
 const OPSET = 17;
 
-/** A value in the graph: its name and shape; a string dimension is symbolic (the batch). */
+/** A graph input or output: its name and shape; a string dimension is symbolic (the batch). */
 export interface ValueSpec {
   name: string;
   shape: ReadonlyArray<number | string>;
+  /** ONNX's elem_type; FLOAT when absent. Initializers are always FLOAT: cast them where another type is needed. */
+  elemType?: OnnxType;
 }
 
 export interface NodeSpec {
@@ -92,7 +115,7 @@ export interface GraphSpec {
 
 function valueInfo(value: ValueSpec) {
   const dim = value.shape.map((d) => (typeof d === 'string' ? { dim_param: d } : { dim_value: d }));
-  return { name: value.name, type: { tensor_type: { elem_type: FLOAT, shape: { dim } } } };
+  return { name: value.name, type: { tensor_type: { elem_type: value.elemType ?? ONNX_TYPES.FLOAT, shape: { dim } } } };
 }
 
 function attribute(name: string, value: number) {
@@ -101,7 +124,7 @@ function attribute(name: string, value: number) {
     : { name, f: value, type: ATTRIBUTE_FLOAT };
 }
 
-/** Encodes a float32 graph as an ONNX ModelProto. */
+/** Encodes a graph as an ONNX ModelProto: float32 unless a value's `elemType` says otherwise. */
 export function encodeModel(graph: GraphSpec): Uint8Array {
   const model = {
     ir_version: IR_VERSION,
@@ -117,7 +140,7 @@ export function encodeModel(graph: GraphSpec): Uint8Array {
       initializer: graph.initializers.map((t) => ({
         name: t.name,
         dims: t.dims,
-        data_type: FLOAT,
+        data_type: ONNX_TYPES.FLOAT,
         raw_data: new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength),
       })),
       node: graph.nodes.map((n, i) => ({

@@ -11,8 +11,8 @@ import { ConfigError, StartupError } from '../src/main/config';
 import { InferenceServer } from '../src/main/server';
 import { Telemetry } from '../src/main/telemetry';
 import { keptVersions, RepositoryWatcher } from '../src/models/repository';
-import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, SHAPED_MODELS, writeRepository, writeVersion } from './helpers/models';
-import { expectStatus, predict, startServer, testConfig, type TestServer } from './helpers/server';
+import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, SHAPED_MODELS, stringsGraph, writeRepository, writeVersion } from './helpers/models';
+import { expectStatus, inferenceClient, modelInfer, predict, startServer, testConfig, type InferReply, type TestServer } from './helpers/server';
 
 const mlp = (seed: number, width = 6, outputs = 3): MlpSpec => ({
   name: `mlp-${seed}`,
@@ -207,6 +207,59 @@ describe('a model ModelService cannot carry', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+const tensorOf = ({ name, datatype, shape }: InferReply['outputs'][number]) => ({ name, datatype, shape });
+
+describe('models that run one request at a time: variable dimensions, strings', () => {
+  let server: TestServer;
+  let client: grpc.Client;
+
+  before(async () => {
+    const root = writeRepository({
+      variable: { versions: { '1': SHAPED_MODELS.variableWidth() } },
+      strings: { versions: { '1': stringsGraph() } },
+    });
+    // Both used to fail their load check: the empty batch that opens each worker's session was fed as if the model
+    // had fixed shapes ("dims[1] must be a non-negative integer", "BYTES has no typed view").
+    server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
+    client = inferenceClient(server.address);
+  });
+
+  after(async () => {
+    client.close();
+    await server.close();
+  });
+
+  it('a variable dimension: each request answered with its own shape', async () => {
+    for (const [rows, width] of [
+      [2, 3],
+      [1, 5],
+    ]) {
+      const x = Float32Array.from(featuresFor(width, rows, width));
+      const reply = await modelInfer(client, {
+        model_name: 'variable',
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, width] }],
+        raw_input_contents: [Buffer.from(x.buffer)],
+      });
+      assert.deepEqual(reply.outputs.map(tensorOf), [{ name: 'y', datatype: 'FP32', shape: [rows, width] }]);
+      assert.equal(reply.raw_output_contents[0].length, rows * width * 4);
+      const y = Array.from({ length: rows * width }, (_, i) => reply.raw_output_contents[0].readFloatLE(i * 4));
+      assertNear(y, x.map((v) => v + 1), `[${rows}, ${width}]`);
+    }
+  });
+
+  it('strings: BYTES in and out, in the protocol\'s length-prefixed form', async () => {
+    const strings = ['tick', '', 'ünïcödé €', 'x'.repeat(300)];
+    const raw = Buffer.concat(strings.map((s) => Buffer.from(s)).flatMap((b) => [Buffer.from(Uint32Array.of(b.length).buffer), b]));
+    const reply = await modelInfer(client, {
+      model_name: 'strings',
+      inputs: [{ name: 's', datatype: 'BYTES', shape: [2, 2] }],
+      raw_input_contents: [raw],
+    });
+    assert.deepEqual(reply.outputs.map(tensorOf), [{ name: 'echo', datatype: 'BYTES', shape: [2, 2] }]);
+    assert.deepEqual(reply.raw_output_contents, [raw]);
   });
 });
 

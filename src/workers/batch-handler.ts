@@ -195,7 +195,8 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
 
   const handler = async ({ slab, rows, ticket, shapes, byteLengths }: BatchTask): Promise<BatchDone> => {
     if (warmupFailure !== null) return failed(warmupFailure);
-    // An empty batch: the pool's proof, at load, that this worker has opened its session and warmed up.
+    // An empty batch is a solo model's load check (instance.ts): reaching here, the session is open. There is
+    // nothing to run: a model with variable dimensions or strings has no shape to feed but a request's.
     if (rows === 0) return { computeUs: 0, ...identity };
     const started = performance.now();
     const regions = slabs[slab].inputs;

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { encodeModel, mlpGraph, type GraphSpec, type MlpSpec } from '../../scripts/onnx-writer';
+import { encodeModel, mlpGraph, ONNX_TYPES, type GraphSpec, type MlpSpec } from '../../scripts/onnx-writer';
 
 export { DEFAULT_MODEL } from '../../scripts/make-models';
 export { DEFAULT_MODEL_PATH } from '../../src/main/config';
@@ -117,6 +117,14 @@ export const SHAPED_MODELS = {
     ],
     initializers: [ONE],
   }),
+  /** x + 1 with a variable second dimension, [batch, n]: served one request at a time, each with its own n. */
+  variableWidth: (): GraphSpec => ({
+    name: 'variable-width',
+    inputs: [{ name: 'x', shape: ['batch', 'n'] }],
+    outputs: [{ name: 'y', shape: ['batch', 'n'] }],
+    nodes: [{ op: 'Add', inputs: ['x', 'one'], outputs: ['y'] }],
+    initializers: [ONE],
+  }),
   /** x + 1 over rows of `width` floats. */
   wide: (width: number): GraphSpec => ({
     name: `wide-${width}`,
@@ -126,6 +134,63 @@ export const SHAPED_MODELS = {
     initializers: [ONE],
   }),
 };
+
+/**
+ * Two inputs of different datatypes and two outputs of others: FP32 x [batch, 4] and INT64 k [batch, 1] give FP64
+ * y = x · k (exact: a float32 times a small integer fits a double) and INT64 k2 = k + k.
+ */
+export const mixedTypesGraph = (): GraphSpec => ({
+  name: 'mixed-types',
+  inputs: [
+    { name: 'x', shape: ['batch', 4] },
+    { name: 'k', shape: ['batch', 1], elemType: ONNX_TYPES.INT64 },
+  ],
+  outputs: [
+    { name: 'y', shape: ['batch', 4], elemType: ONNX_TYPES.DOUBLE },
+    { name: 'k2', shape: ['batch', 1], elemType: ONNX_TYPES.INT64 },
+  ],
+  nodes: [
+    { op: 'Cast', inputs: ['x'], outputs: ['x64'], attributes: { to: ONNX_TYPES.DOUBLE } },
+    { op: 'Cast', inputs: ['k'], outputs: ['k64'], attributes: { to: ONNX_TYPES.DOUBLE } },
+    { op: 'Mul', inputs: ['x64', 'k64'], outputs: ['y'] },
+    { op: 'Add', inputs: ['k', 'k'], outputs: ['k2'] },
+  ],
+  initializers: [],
+});
+
+/**
+ * The narrow datatypes: BOOL b, UINT8 u and INT32 i, each [batch, 3], give BOOL nb = not b, INT32 s = u + i and FP16
+ * h = s (exact for |s| up to 2048).
+ */
+export const narrowTypesGraph = (): GraphSpec => ({
+  name: 'narrow-types',
+  inputs: [
+    { name: 'b', shape: ['batch', 3], elemType: ONNX_TYPES.BOOL },
+    { name: 'u', shape: ['batch', 3], elemType: ONNX_TYPES.UINT8 },
+    { name: 'i', shape: ['batch', 3], elemType: ONNX_TYPES.INT32 },
+  ],
+  outputs: [
+    { name: 'nb', shape: ['batch', 3], elemType: ONNX_TYPES.BOOL },
+    { name: 's', shape: ['batch', 3], elemType: ONNX_TYPES.INT32 },
+    { name: 'h', shape: ['batch', 3], elemType: ONNX_TYPES.FLOAT16 },
+  ],
+  nodes: [
+    { op: 'Not', inputs: ['b'], outputs: ['nb'] },
+    { op: 'Cast', inputs: ['u'], outputs: ['u32'], attributes: { to: ONNX_TYPES.INT32 } },
+    { op: 'Add', inputs: ['u32', 'i'], outputs: ['s'] },
+    { op: 'Cast', inputs: ['s'], outputs: ['h'], attributes: { to: ONNX_TYPES.FLOAT16 } },
+  ],
+  initializers: [],
+});
+
+/** Strings: BYTES s [batch, 2] answered as it came, BYTES echo = s (the BYTES path through a worker and back). */
+export const stringsGraph = (): GraphSpec => ({
+  name: 'strings',
+  inputs: [{ name: 's', shape: ['batch', 2], elemType: ONNX_TYPES.STRING }],
+  outputs: [{ name: 'echo', shape: ['batch', 2], elemType: ONNX_TYPES.STRING }],
+  nodes: [{ op: 'Identity', inputs: ['s'], outputs: ['echo'] }],
+  initializers: [],
+});
 
 /** A model folder of a repository: its config.pbtxt (if any) and its version folders' models. */
 export interface RepositoryModel {
