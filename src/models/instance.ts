@@ -234,7 +234,7 @@ export class ModelInstance {
   /** Shutdown past its grace period: stop the workers whatever is left. */
   async forceClose(): Promise<void> {
     this.state = 'UNLOADING';
-    await this.pool.close();
+    await this.pool.close(true);
     this.state = 'UNLOADED';
   }
 }

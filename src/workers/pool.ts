@@ -139,9 +139,14 @@ export class WorkerPool {
    * Stops every worker. A worker terminated while it is still opening its session (a replacement that piscina has
    * just started) can abort the whole process: onnxruntime-node turns the failure of its interrupted call into a C++
    * exception that nothing catches. So every worker first finishes starting: one empty batch each (a worker takes a
-   * task only once started), bounded in time, then the pool is destroyed.
+   * task only once started), bounded in time, then the pool is destroyed. `force` (a shutdown past its grace
+   * period, where a worker may hang for good) skips the wait.
    */
-  async close(): Promise<void> {
+  async close(force = false): Promise<void> {
+    if (force) {
+      await this.piscina.destroy();
+      return;
+    }
     const started = Array.from({ length: this.options.workers }, () => this.piscina.run({ slab: 0, rows: 0, ticket: 0 } satisfies BatchTask));
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => {
