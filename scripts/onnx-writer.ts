@@ -41,7 +41,10 @@ message TensorProto {
   int32 data_type = 2;
   string name = 8;
   bytes raw_data = 9;
+  repeated StringStringEntryProto external_data = 13;
+  int32 data_location = 14;
 }
+message StringStringEntryProto { string key = 1; string value = 2; }
 message ValueInfoProto { string name = 1; TypeProto type = 2; }
 message TypeProto {
   message Tensor { int32 elem_type = 1; TensorShapeProto shape = 2; }
@@ -77,6 +80,7 @@ export const ONNX_TYPES = {
 
 export type OnnxType = (typeof ONNX_TYPES)[keyof typeof ONNX_TYPES];
 
+const EXTERNAL = 1; // TensorProto.DataLocation.EXTERNAL
 const ATTRIBUTE_FLOAT = 1;
 const ATTRIBUTE_INT = 2;
 const IR_VERSION = 8;
@@ -102,6 +106,11 @@ export interface InitializerSpec {
   name: string;
   dims: number[];
   values: Float32Array;
+  /**
+   * Stored outside the model file (ONNX external data): `location` is relative to the model's folder. The writer
+   * only refers to it; whoever writes the model writes `values` there (as little-endian float32 bytes).
+   */
+  externalLocation?: string;
 }
 
 export interface GraphSpec {
@@ -141,7 +150,15 @@ export function encodeModel(graph: GraphSpec): Uint8Array {
         name: t.name,
         dims: t.dims,
         data_type: ONNX_TYPES.FLOAT,
-        raw_data: new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength),
+        ...(t.externalLocation === undefined
+          ? { raw_data: new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength) }
+          : {
+              data_location: EXTERNAL,
+              external_data: [
+                { key: 'location', value: t.externalLocation },
+                { key: 'length', value: String(t.values.byteLength) },
+              ],
+            }),
       })),
       node: graph.nodes.map((n, i) => ({
         name: `${n.op.toLowerCase()}_${i}`,

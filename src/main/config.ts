@@ -4,6 +4,8 @@ import { accessSync, constants, readFileSync, statSync, type Stats } from 'node:
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { inspect } from 'node:util';
+import { PROTOCOL_GROUPS, type ProtocolGroup } from './interceptors/restricted';
 
 /** A setting that cannot be used; the message names the variable, the value and what is allowed. */
 export class ConfigError extends Error {
@@ -49,6 +51,33 @@ export type ExecutionProvider = 'cpu' | 'cuda';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export type ModelControlMode = 'none' | 'poll' | 'explicit';
+
+/**
+ * A value that must never reach a log line or an error message: JSON (pino) and util.inspect show "[redacted]";
+ * only reveal() gives it.
+ */
+export class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toJSON(): string {
+    return '[redacted]';
+  }
+  [inspect.custom](): string {
+    return '[redacted]';
+  }
+}
+
+/** One clause of GRPC_RESTRICTED_PROTOCOL: calls of these groups must carry the header `key` with this value. */
+export interface RestrictedClause {
+  groups: ProtocolGroup[];
+  key: string;
+  value: Secret;
+}
 
 export interface Config {
   host: string;
@@ -98,6 +127,8 @@ export interface Config {
   tracing: boolean;
   /** A child span per StreamPredict message (off by default: a market feed would flood the backend). */
   streamMessageSpans: boolean;
+  /** GRPC_RESTRICTED_PROTOCOL: the groups of RPCs that need a header, each group in at most one clause; empty: all open. */
+  restrictedProtocol: RestrictedClause[];
 }
 
 /** The root of the installed package (dist/src/main/ -> root), where models/ lives. */
@@ -275,6 +306,56 @@ function checkTlsFiles(env: Env, config: Config): void {
   if (config.tlsClientCaFile !== null) pemCertificate(env, 'TLS_CLIENT_CA_FILE', config.tlsClientCaFile);
 }
 
+/** Headers that the gRPC transport sets itself: a client cannot choose their values. */
+const TRANSPORT_HEADERS = new Set(['content-type', 'te', 'user-agent', 'host']);
+
+/**
+ * GRPC_RESTRICTED_PROTOCOL, Triton's --grpc-restricted-protocol: `<group>[,<group>...]:<key>=<value>`, clauses
+ * separated by `;` so that groups can take different keys. The key is a lowercase text metadata key; the value
+ * printable ASCII (gRPC's text metadata) without `;`, spaces at its ends dropped. A problem names the clause, never
+ * the value.
+ */
+function restrictedProtocol(env: Env): RestrictedClause[] {
+  const name = 'GRPC_RESTRICTED_PROTOCOL';
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return [];
+  // The value is a secret: the error shows the variable with every value replaced.
+  const shown = raw.replace(/=[^;]*/g, '=…');
+  const refuse = (problem: string) =>
+    new ConfigError(name, shown, `${problem}; expected <group>[,<group>...]:<key>=<value>, clauses separated by ';', groups: ${PROTOCOL_GROUPS.join(', ')}`);
+  const seen = new Map<string, number>();
+  return raw.split(';').map((text, index) => {
+    const clause = text.trim();
+    const which = `clause ${index + 1}`;
+    if (clause === '') throw refuse(`${which} is empty`);
+    const colon = clause.indexOf(':');
+    if (colon < 0) throw refuse(`${which} has no ':' between its groups and its header`);
+    const groups = clause.slice(0, colon).split(',').map((g) => g.trim());
+    const header = clause.slice(colon + 1);
+    const equals = header.indexOf('=');
+    if (equals < 0) throw refuse(`${which} has no '=' between its header key and value`);
+    const key = header.slice(0, equals).trim();
+    const value = header.slice(equals + 1).trim();
+    for (const group of groups) {
+      if (group === '') throw refuse(`${which} has an empty group name`);
+      if (!(PROTOCOL_GROUPS as readonly string[]).includes(group)) throw refuse(`${which}: unknown group "${group}"`);
+      const earlier = seen.get(group);
+      if (earlier !== undefined) {
+        throw refuse(`group "${group}" is in ${earlier === index + 1 ? `${which} twice` : `clauses ${earlier} and ${index + 1}`}; a group takes one header`);
+      }
+      seen.set(group, index + 1);
+    }
+    if (key === '') throw refuse(`${which} has an empty header key`);
+    if (!/^[0-9a-z_.-]+$/.test(key)) throw refuse(`${which}: header key "${key}" is not a gRPC metadata key (lowercase letters, digits, - _ .)`);
+    if (key.startsWith('grpc-')) throw refuse(`${which}: header key "${key}" starts with "grpc-", which gRPC reserves`);
+    if (key.endsWith('-bin')) throw refuse(`${which}: header key "${key}" ends with "-bin", a binary header; the key must carry text`);
+    if (TRANSPORT_HEADERS.has(key)) throw refuse(`${which}: header key "${key}" is set by the gRPC transport, not by the caller`);
+    if (value === '') throw refuse(`${which} has an empty header value`);
+    if (!/^[ -~]+$/.test(value)) throw refuse(`${which}: the header value must be printable ASCII (gRPC text metadata)`);
+    return { groups: groups as ProtocolGroup[], key, value: new Secret(value) };
+  });
+}
+
 function defaultWorkers(provider: ExecutionProvider, gpus: number): number {
   return provider === 'cuda' ? gpus : Math.max(1, availableParallelism() - 1);
 }
@@ -323,6 +404,7 @@ export function loadConfig(env: Env = process.env): Config {
     telemetryDisabled: otel.disabled,
     tracing: otel.tracing,
     streamMessageSpans: flag(env, 'STREAM_MESSAGE_SPANS', false),
+    restrictedProtocol: restrictedProtocol(env),
   };
   if ((config.tlsCertFile === null) !== (config.tlsKeyFile === null)) {
     const [set, unset] = config.tlsCertFile === null ? ['TLS_KEY_FILE', 'TLS_CERT_FILE'] : ['TLS_CERT_FILE', 'TLS_KEY_FILE'];

@@ -1,7 +1,8 @@
 // Builds the serving stack for a config: the model registry (each loaded version with its own workers, slabs and
 // batcher) and the gRPC server with ModelService, inference.GRPCInferenceService (KServe v2), grpc.health.v1.Health
-// and server reflection. listen() listens;
+// and server reflection, behind GRPC_RESTRICTED_PROTOCOL's interceptor when it is set. listen() listens;
 // rescan() reloads the repository (SIGHUP, and every REPOSITORY_POLL_SECS in poll mode); close() drains and stops.
+// Every load and unload, whoever asked, is written as an audit line (audit: true).
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -11,16 +12,17 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher';
 import { LoadError, type ModelInstance, type ServingDefaults, type VersionSpec } from '../models/instance';
-import { ModelRegistry, type DesiredModel } from '../models/registry';
-import { RepositoryWatcher, scanRepository } from '../models/repository';
+import { ModelRegistry, type DesiredModel, type Initiator, type VersionEvent } from '../models/registry';
+import { modelNameProblem, RepositoryWatcher, scanRepository } from '../models/repository';
 import { decodePredictRequest } from './codec';
-import { failedPrecondition, invalidArgument, notFound } from './errors';
+import { failedPrecondition, invalidArgument, notFound, ServingError } from './errors';
 import { listenError, PACKAGE_ROOT, StartupError, type Config } from './config';
 import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler } from './handlers/stream-predict';
 import type { Drainable } from './stream-session';
 import { addKserveService } from './kserve/service';
+import { describeRestrictions, restrictedProtocolInterceptor } from './interceptors/restricted';
 import { Telemetry } from './telemetry';
 
 export const PROTO_PATH = path.join(PACKAGE_ROOT, 'proto', 'model_service.proto');
@@ -85,6 +87,39 @@ function singleModel(config: Config): DesiredModel[] {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+const STARTUP: Initiator = Object.freeze({ by: 'startup' });
+const POLL: Initiator = Object.freeze({ by: 'poll' });
+const SIGHUP: Initiator = Object.freeze({ by: 'SIGHUP' });
+
+/** One load or unload as the audit log has it; `refused`: an RPC's request refused before any version was touched. */
+interface AuditEntry {
+  action: 'load' | 'unload';
+  model: string;
+  /** Empty for a refused request (no version was chosen). */
+  version: string;
+  outcome: 'success' | 'failure' | 'refused';
+  reason: string;
+  initiator: Initiator;
+}
+
+/**
+ * Writes one audit line: JSON fields (audit: true, action, model, version, outcome, reason, initiator, and for an
+ * RPC its method, peer and client_subject) and a message a person can read.
+ */
+function writeAudit(logger: Logger, entry: AuditEntry): void {
+  const { initiator } = entry;
+  const caller =
+    initiator.by === 'rpc'
+      ? { method: initiator.method, peer: initiator.peer, client_subject: initiator.subject }
+      : {};
+  const by = initiator.by === 'rpc' ? `${initiator.method} from ${initiator.peer}${initiator.subject === null ? '' : ` (${initiator.subject})`}` : initiator.by;
+  const what = `${entry.action} ${entry.model}${entry.version === '' ? '' : ` version ${entry.version}`}`;
+  const line = `audit: ${what} ${entry.outcome === 'success' ? 'succeeded' : entry.outcome === 'failure' ? 'failed' : 'refused'}${entry.reason === '' ? '' : `: ${entry.reason}`} (by ${by})`;
+  const fields = { audit: true, action: entry.action, model: entry.model, version: entry.version, outcome: entry.outcome, reason: entry.reason, initiator: initiator.by, ...caller };
+  if (entry.outcome === 'success') logger.info(fields, line);
+  else logger.warn(fields, line);
+}
+
 /**
  * The cause of a failed bindAsync: grpc-js wraps the listen errors of every address it tried,
  * "No address added out of total 1 resolved errors: [listen EADDRINUSE: address already in use 0.0.0.0:50051]".
@@ -109,7 +144,8 @@ export class InferenceServer {
   private readonly watcher: RepositoryWatcher | null;
   private pollTimer: NodeJS.Timeout | null = null;
   private rescanning: Promise<void> | null = null;
-  private rescanAgain = false;
+  /** Who asked for a rescan while one ran (it runs again after); null when nobody did. */
+  private rescanAgain: Initiator | null = null;
   /** Model names given a health status of their own so far (a removed model's turns NOT_SERVING). */
   private readonly healthNames = new Set<string>();
   private serving = false;
@@ -132,8 +168,14 @@ export class InferenceServer {
         claimReleaseWaitMs: options.claimReleaseWaitMs,
       }),
       {
-        loaded: (model, version, outcome, seconds) => telemetry.modelLoaded(model, version, outcome, seconds),
-        unloaded: (model, version) => telemetry.modelUnloaded(model, version),
+        loaded: (event) => {
+          telemetry.modelLoaded(event.model, event.version, event.outcome, event.seconds);
+          this.audit('load', event);
+        },
+        unloaded: (event) => {
+          telemetry.modelUnloaded(event.model, event.version);
+          this.audit('unload', event);
+        },
         changed: () => this.updateHealth(),
       },
       logger,
@@ -148,11 +190,13 @@ export class InferenceServer {
       telemetry,
     };
     const packageDefinition = protoLoader.loadSync([PROTO_PATH, healthProtoPath], PROTO_OPTIONS);
+    // The first interceptor sees a call's headers first: a call the restricted protocol refuses ends there, before
+    // any span, metric or handler (it has its own metric). Each only when needed: an interceptor costs every call a
+    // layer of grpc-js; tracing's only while tracing (the handlers report their own metrics and failures).
+    const restricted = restrictedProtocolInterceptor(config.restrictedProtocol, logger);
     this.grpcServer = new grpc.Server({
       'grpc.max_receive_message_length': config.maxReceiveMessageBytes,
-      // Only while tracing: an interceptor costs every call a layer of grpc-js, and the handlers report their own
-      // metrics and failures.
-      interceptors: telemetry.tracing ? [telemetry.interceptor] : [],
+      interceptors: [...(restricted === null ? [] : [restricted]), ...(telemetry.tracing ? [telemetry.interceptor] : [])],
     });
     this.grpcServer.addService(modelServiceDefinition(packageDefinition), {
       Predict: predictHandler(context),
@@ -164,9 +208,8 @@ export class InferenceServer {
     });
     const kserve = addKserveService(this.grpcServer, context, this.sessions, {
       ready: () => this.serving && this.closing === null && this.models.allReady,
-      controlMode: config.modelControlMode,
-      loadModel: (name) => this.loadModel(name),
-      unloadModel: (name) => this.unloadModel(name),
+      loadModel: (name, initiator) => this.loadModel(name, initiator),
+      unloadModel: (name, initiator) => this.unloadModel(name, initiator),
       repositoryModels: () => this.repositoryModels(),
     });
     this.health.addToServer(this.grpcServer);
@@ -217,9 +260,12 @@ export class InferenceServer {
     options: ServerOptions = {},
   ): Promise<InferenceServer> {
     const server = new InferenceServer(config, logger, telemetry, options);
+    const restrictions = describeRestrictions(config.restrictedProtocol, config.modelControlMode);
+    logger.info({ restrictedGroups: config.restrictedProtocol.flatMap((c) => c.groups) }, restrictions.info);
+    if (restrictions.warning !== null) logger.warn(restrictions.warning);
     try {
       if (server.watcher === null) {
-        await server.models.apply(singleModel(config));
+        await server.models.apply(singleModel(config), STARTUP);
       } else if (config.modelControlMode === 'explicit') {
         server.watcher.scan();
         await sleep(SETTLE_MS);
@@ -229,11 +275,11 @@ export class InferenceServer {
         if (missing.length > 0) {
           throw new StartupError('LOAD_MODELS', wanted!.join(','), `not in the repository: ${missing.join(', ')}`);
         }
-        await server.models.apply(scanned.filter((m) => wanted === null || wanted.includes(m.name)), 'models');
+        await server.models.apply(scanned.filter((m) => wanted === null || wanted.includes(m.name)), STARTUP, 'models');
       } else {
         server.watcher.scan();
         await sleep(SETTLE_MS);
-        await server.models.apply(server.watcher.scan());
+        await server.models.apply(server.watcher.scan(), STARTUP);
       }
       server.refuseStartupFailures();
     } catch (error) {
@@ -249,7 +295,7 @@ export class InferenceServer {
       }
     }
     if (config.modelControlMode === 'poll' && server.watcher !== null) {
-      server.pollTimer = setInterval(() => void server.rescan(false), config.repositoryPollSecs * 1000);
+      server.pollTimer = setInterval(() => void server.rescan(POLL), config.repositoryPollSecs * 1000);
       server.pollTimer.unref();
     }
     return server;
@@ -285,23 +331,55 @@ export class InferenceServer {
     throw new StartupError(variable, values[variable] ?? '', failed!.reason);
   }
 
+  /** The registry's report of one version's load or unload, as an audit line. */
+  private audit(action: 'load' | 'unload', event: VersionEvent): void {
+    writeAudit(this.logger, { action, model: event.model, version: event.version, outcome: event.outcome, reason: event.reason, initiator: event.initiator });
+  }
+
+  /**
+   * The checks every repository RPC passes before it touches a model: explicit mode (as Triton), a repository, and
+   * a name that is a model folder's (no path separator, no ".."). A refusal is audited and thrown.
+   */
+  private checkModelControl(action: 'load' | 'unload', name: string, initiator: Initiator): void {
+    let refusal: ServingError | null = null;
+    const mode = this.config.modelControlMode;
+    if (mode !== 'explicit') {
+      refusal = failedPrecondition(`model control is disabled: MODEL_CONTROL_MODE is ${mode}; load and unload need MODEL_CONTROL_MODE=explicit`);
+    } else if (this.watcher === null) {
+      refusal = failedPrecondition('no MODEL_REPOSITORY: this server serves one fixed model (MODEL_PATH)');
+    } else if (name === '') {
+      refusal = invalidArgument('model_name is empty');
+    } else {
+      const problem = modelNameProblem(name);
+      if (problem !== null) refusal = invalidArgument(problem);
+    }
+    if (refusal !== null) this.refuse(action, name, refusal, initiator);
+  }
+
+  private refuse(action: 'load' | 'unload', name: string, refusal: ServingError, initiator: Initiator): never {
+    writeAudit(this.logger, { action, model: name, version: '', outcome: 'refused', reason: refusal.message, initiator });
+    throw refusal;
+  }
+
   /**
    * Explicit mode's RepositoryModelLoad: reads the model's folder (two scans that must agree, as for every load)
    * and loads or reloads it, swapping in new versions with nothing lost. Resolves once it is ready; rejects with a
-   * ServingError saying why when it is not in the repository or no version of it could be loaded.
+   * ServingError saying why when it is not in the repository or no version of it could be loaded. Each version's
+   * load is audited by the registry's report; a request refused before any load, here.
    */
-  async loadModel(name: string): Promise<void> {
-    const watcher = this.watcher;
-    if (watcher === null) throw failedPrecondition('no MODEL_REPOSITORY: this server serves one fixed model (MODEL_PATH)');
+  async loadModel(name: string, initiator: Initiator): Promise<void> {
+    this.checkModelControl('load', name, initiator);
+    const watcher = this.watcher!;
     watcher.scan();
     await sleep(SETTLE_MS);
     const model = watcher.scan().find((m) => m.name === name);
-    if (model === undefined) throw notFound(`model "${name}" is not in the repository ${watcher.root}`);
-    if (model.problem !== null) throw invalidArgument(`model "${name}" cannot be loaded: ${model.problem}`);
+    if (model === undefined) this.refuse('load', name, notFound(`model "${name}" is not in the repository ${watcher.root}`), initiator);
+    if (model.problem !== null) this.refuse('load', name, invalidArgument(`model "${name}" cannot be loaded: ${model.problem}`), initiator);
     if (model.versions.length === 0) {
-      throw invalidArgument(`model "${name}" has no version to load${model.pending.length > 0 ? ` (versions ${model.pending.join(', ')} are still being written or lack their model file)` : ''}`);
+      const pending = model.pending.length > 0 ? ` (versions ${model.pending.join(', ')} are still being written or lack their model file)` : '';
+      this.refuse('load', name, invalidArgument(`model "${name}" has no version to load${pending}`), initiator);
     }
-    await this.models.apply([model], 'models');
+    await this.models.apply([model], initiator, 'models');
     // A version that failed leaves what served in place, but the caller asked for it: say so.
     const wanted = new Set(model.versions.map((v) => v.version));
     const failed = this.models.index().filter((s) => s.model === name && s.state === 'UNAVAILABLE' && wanted.has(s.version));
@@ -311,9 +389,18 @@ export class InferenceServer {
     }
   }
 
-  /** Explicit mode's RepositoryModelUnload: every version stops taking requests, answers what it took, closes. */
-  unloadModel(name: string): Promise<void> {
-    return this.models.unloadModel(name);
+  /**
+   * Explicit mode's RepositoryModelUnload: every version stops taking requests, answers what it took, closes. Each
+   * version's unload is audited by the registry's report; a request refused before any unload, here.
+   */
+  async unloadModel(name: string, initiator: Initiator): Promise<void> {
+    this.checkModelControl('unload', name, initiator);
+    try {
+      await this.models.unloadModel(name, initiator);
+    } catch (error) {
+      if (error instanceof ServingError) this.refuse('unload', name, error, initiator);
+      throw error;
+    }
   }
 
   /** Every model folder of the repository by name (for RepositoryIndex, loaded or not); empty without one. */
@@ -322,32 +409,35 @@ export class InferenceServer {
   }
 
   /**
-   * Reads the repository again and brings what is loaded to it (SIGHUP; poll mode's timer with settle false, since
-   * its consecutive polls are the two scans). Failed loads are logged, counted and shown in the models' state; what
-   * serves keeps serving. Rescans do not overlap.
+   * Reads the repository again and brings what is loaded to it (SIGHUP; poll mode's timer, without the settle wait
+   * since its consecutive polls are the two scans). Failed loads are logged, counted and shown in the models' state;
+   * what serves keeps serving. Rescans do not overlap; a rescan asked for during one is reported as its asker's.
    */
-  rescan(settle = true): Promise<void> {
+  rescan(initiator: Initiator = SIGHUP): Promise<void> {
+    const settle = initiator.by !== 'poll';
     const watcher = this.watcher;
     // Explicit mode: only the repository RPCs load and unload.
     if (watcher === null || this.closing !== null || this.config.modelControlMode === 'explicit') return Promise.resolve();
     // A rescan asked for while one runs may be about a change that one has already read past: run once more after.
     if (this.rescanning !== null) {
-      this.rescanAgain = true;
+      this.rescanAgain = initiator;
       return this.rescanning;
     }
     this.rescanning = (async () => {
+      let asker: Initiator | null = initiator;
       do {
-        this.rescanAgain = false;
+        this.rescanAgain = null;
         try {
           if (settle) {
             watcher.scan();
             await sleep(SETTLE_MS);
           }
-          await this.models.apply(watcher.scan());
+          await this.models.apply(watcher.scan(), asker);
         } catch (error) {
           this.logger.error({ err: error }, 'repository rescan failed');
         }
-      } while (this.rescanAgain && this.closing === null);
+        asker = this.rescanAgain;
+      } while (asker !== null && this.closing === null);
       this.rescanning = null;
     })();
     return this.rescanning;

@@ -20,6 +20,7 @@ import { WorkerPool } from '../workers/pool';
 import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
 import { encodeVersionField } from '../main/codec';
 import type { ModelConfig } from './config';
+import { versionEscape } from './repository';
 import { InferenceStatistics } from './statistics';
 import { formatShape, isFixed, rowBytesOf, type Signature } from './tensor';
 
@@ -144,6 +145,11 @@ export class ModelInstance {
 
   /** Loads, lays out, starts and warms up one version; throws LoadError (or the worker's failure) on any problem. */
   static async load(spec: VersionSpec, defaults: ServingDefaults, hooks: InstanceHooks): Promise<ModelInstance> {
+    // A repository version loads only what is inside its folder (MODEL_PATH is the operator's own file, links and all).
+    if (spec.seedOnly !== true) {
+      const escape = versionEscape(path.dirname(spec.file), spec.file);
+      if (escape !== null) throw new LoadError(`refused: ${escape}`);
+    }
     const config = spec.config;
     const provider = executionProviderOf(config, defaults);
     const model = await inspect(spec, defaults, provider);
@@ -267,6 +273,10 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
   } catch (error) {
     if (error instanceof ModelRefused) throw new LoadError(error.message, error.variable === 'OUTPUT_NAME' ? 'OUTPUT_NAME' : null);
     const message = error instanceof Error ? error.message : String(error);
+    // onnxruntime refuses external data whose location is absolute or leaves the model's folder.
+    if (/External data path/i.test(message)) {
+      throw new LoadError(`refused: model ${spec.file} keeps tensor data outside its version folder (${message.replace(/\s+/g, ' ').trim()})`);
+    }
     // onnxruntime without its CUDA binaries: the setting at fault is the provider, not the model.
     throw new LoadError(message, provider === 'cuda' && /cannot use CUDA/.test(message) ? 'EXECUTION_PROVIDER' : null);
   }

@@ -39,13 +39,34 @@ export interface DesiredModel {
   problem: string | null;
 }
 
-/** Told of every load and unload (metrics, audit log); the registry logs the basics itself. */
+/**
+ * Who asked for a load or unload, for the audit log: startup, poll mode's timer, SIGHUP, the server shutting down,
+ * or an RPC (its method, the caller's address and, under mTLS, the subject of the client's certificate).
+ */
+export type Initiator =
+  | { by: 'startup' | 'poll' | 'SIGHUP' | 'shutdown' }
+  | { by: 'rpc'; method: string; peer: string; subject: string | null };
+
+/** One version's load or unload, as it ended. */
+export interface VersionEvent {
+  model: string;
+  version: string;
+  outcome: 'success' | 'failure';
+  seconds: number;
+  /** A failed load's error; for an unload, why it was unloaded (and, if it failed, how). */
+  reason: string;
+  initiator: Initiator;
+}
+
+/** Told of every load and unload as it ends (metrics, audit log); the registry logs the basics itself. */
 export interface RegistryEvents {
-  loaded(model: string, version: string, outcome: 'success' | 'failure', seconds: number, reason: string): void;
-  unloaded(model: string, version: string, seconds: number): void;
+  loaded(event: VersionEvent): void;
+  unloaded(event: VersionEvent): void;
   /** Something that health depends on changed. */
   changed(): void;
 }
+
+const SHUTDOWN: Initiator = Object.freeze({ by: 'shutdown' });
 
 interface ModelEntry {
   name: string;
@@ -75,6 +96,8 @@ export class ModelRegistry {
   /** Loads happen one at a time: each takes workers and memory, and a reload must not starve what serves. */
   private loads: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Instances whose unload has been reported: a version retired and then caught by shutdown is reported once. */
+  private readonly reported = new WeakSet<ModelInstance>();
 
   constructor(
     private readonly defaults: ServingDefaults,
@@ -185,8 +208,8 @@ export class ModelRegistry {
    * what is no longer wanted once its replacement is ready. Resolves when every load it started has ended (unloads
    * drain in the background). Calls queue behind each other.
    */
-  apply(desired: readonly DesiredModel[], scope: 'repository' | 'models' = 'repository'): Promise<void> {
-    const run = this.loads.then(() => this.applyNow(desired, scope));
+  apply(desired: readonly DesiredModel[], initiator: Initiator, scope: 'repository' | 'models' = 'repository'): Promise<void> {
+    const run = this.loads.then(() => this.applyNow(desired, initiator, scope));
     this.loads = run.catch(() => {});
     return run;
   }
@@ -195,11 +218,11 @@ export class ModelRegistry {
    * Unloads every version of `name` (explicit mode's RepositoryModelUnload): it stops taking requests at once and
    * answers what it took. Resolves once it has drained and closed.
    */
-  unloadModel(name: string): Promise<void> {
+  unloadModel(name: string, initiator: Initiator): Promise<void> {
     const run = this.loads.then(async () => {
       const entry = this.models.get(name);
       if (entry === undefined || !entry.wanted) throw notFound(`model "${name}" is not loaded; loaded models: ${this.servedNames()}`);
-      this.forget(entry, 'unloaded on request');
+      this.forget(entry, 'unloaded on request', initiator);
       this.events.changed();
       await Promise.all([...entry.unloading].map((instance) => instance.unload()));
     });
@@ -208,10 +231,10 @@ export class ModelRegistry {
   }
 
   /** Stops serving every version of the model; they drain and close in the background. */
-  private forget(entry: ModelEntry, why: string): void {
+  private forget(entry: ModelEntry, why: string, initiator: Initiator): void {
     entry.wanted = false;
     this.logger.info({ model: entry.name }, `model ${entry.name}: ${why}; unloading it`);
-    for (const instance of [...entry.ready.values()]) this.retire(entry, instance);
+    for (const instance of [...entry.ready.values()]) this.retire(entry, instance, why, initiator);
     entry.failed.clear();
     entry.loading.clear();
   }
@@ -220,12 +243,12 @@ export class ModelRegistry {
    * scope 'repository': `desired` is the whole repository (a model it lacks is unloaded). 'models': only the models
    * listed are brought to what it says (explicit mode's RepositoryModelLoad), the others are left alone.
    */
-  private async applyNow(desired: readonly DesiredModel[], scope: 'repository' | 'models'): Promise<void> {
+  private async applyNow(desired: readonly DesiredModel[], initiator: Initiator, scope: 'repository' | 'models'): Promise<void> {
     if (this.closed) return;
     const names = new Set(desired.map((d) => d.name));
     if (scope === 'repository') {
       for (const entry of this.models.values()) {
-        if (!names.has(entry.name) && entry.wanted) this.forget(entry, 'no longer in the repository');
+        if (!names.has(entry.name) && entry.wanted) this.forget(entry, 'no longer in the repository', initiator);
       }
     }
     for (const model of desired) {
@@ -237,14 +260,16 @@ export class ModelRegistry {
         const serving = entry.ready.get(spec.version);
         if (serving?.spec.fingerprint === spec.fingerprint) continue;
         if (entry.failed.get(spec.version)?.fingerprint === spec.fingerprint) continue;
-        await this.loadVersion(entry, spec);
+        await this.loadVersion(entry, spec, initiator);
         if (this.closed) return;
       }
       // Versions the policy no longer keeps go once one it keeps is ready; with no version kept at all, they go.
       const kept = new Set([...model.versions.map((v) => v.version), ...model.pending]);
       const keptReady = [...entry.ready.keys()].some((v) => kept.has(v));
       if (keptReady || kept.size === 0) {
-        for (const [version, instance] of [...entry.ready]) if (!kept.has(version)) this.retire(entry, instance);
+        for (const [version, instance] of [...entry.ready]) {
+          if (!kept.has(version)) this.retire(entry, instance, 'no longer kept by the version policy', initiator);
+        }
       }
       for (const version of [...entry.failed.keys()]) if (!kept.has(version)) entry.failed.delete(version);
     }
@@ -255,7 +280,7 @@ export class ModelRegistry {
    * Loads one version and, on success, swaps it in for the instance of the same version it replaces, if any. A
    * failure is recorded as the version's state; null then.
    */
-  private async loadVersion(entry: ModelEntry, spec: VersionSpec): Promise<ModelInstance | null> {
+  private async loadVersion(entry: ModelEntry, spec: VersionSpec, initiator: Initiator): Promise<ModelInstance | null> {
     entry.loading.set(spec.version, spec.fingerprint);
     this.events.changed();
     const started = performance.now();
@@ -265,19 +290,22 @@ export class ModelRegistry {
       const seconds = (performance.now() - started) / 1000;
       entry.loading.delete(spec.version);
       entry.failed.delete(spec.version);
+      const loaded = { model: spec.model, version: spec.version, outcome: 'success', seconds, reason: '', initiator } as const;
       if (this.closed || !entry.wanted) {
-        await instance.unload();
+        this.events.loaded(loaded);
+        const why = this.closed ? 'the server began shutting down while it loaded' : 'the model was unloaded while this version loaded';
+        await this.unloadAndReport(instance, why, this.closed ? SHUTDOWN : initiator);
         return null;
       }
       const replaced = entry.ready.get(spec.version);
       entry.ready.set(spec.version, instance);
       this.updateNewest(entry);
-      if (replaced !== undefined) this.retire(entry, replaced, false);
+      if (replaced !== undefined) this.retire(entry, replaced, 'its files changed; the version was loaded again and swapped in', initiator, false);
       this.logger.info(
         { model: spec.model, version: spec.version, seconds, effective: instance.effective },
         `model ${spec.model} version ${spec.version} is ready (loaded and warmed up in ${seconds.toFixed(2)} s)`,
       );
-      this.events.loaded(spec.model, spec.version, 'success', seconds, '');
+      this.events.loaded(loaded);
       this.events.changed();
       return instance;
     } catch (error) {
@@ -286,7 +314,7 @@ export class ModelRegistry {
       entry.loading.delete(spec.version);
       entry.failed.set(spec.version, { fingerprint: spec.fingerprint, reason, error });
       this.logger.error({ model: spec.model, version: spec.version, reason }, `model ${spec.model} version ${spec.version} failed to load: ${reason}`);
-      this.events.loaded(spec.model, spec.version, 'failure', seconds, reason);
+      this.events.loaded({ model: spec.model, version: spec.version, outcome: 'failure', seconds, reason, initiator });
       this.events.changed();
       return null;
     }
@@ -307,22 +335,37 @@ export class ModelRegistry {
   }
 
   /** Stops routing to `instance` now; it drains and closes in the background. */
-  private retire(entry: ModelEntry, instance: ModelInstance, removeFromReady = true): void {
+  private retire(entry: ModelEntry, instance: ModelInstance, why: string, initiator: Initiator, removeFromReady = true): void {
     if (removeFromReady && entry.ready.get(instance.version) === instance) entry.ready.delete(instance.version);
     this.updateNewest(entry);
     entry.unloading.add(instance);
-    const started = performance.now();
-    this.logger.info({ model: instance.name, version: instance.version }, `unloading model ${instance.name} version ${instance.version}`);
-    void instance.unload().then(() => {
+    this.logger.info({ model: instance.name, version: instance.version }, `unloading model ${instance.name} version ${instance.version}: ${why}`);
+    void this.unloadAndReport(instance, why, initiator).then(() => {
       entry.unloading.delete(instance);
-      const seconds = (performance.now() - started) / 1000;
-      this.logger.info({ model: instance.name, version: instance.version, seconds }, `model ${instance.name} version ${instance.version} unloaded`);
-      this.events.unloaded(instance.name, instance.version, seconds);
       if (!entry.wanted && entry.ready.size === 0 && entry.unloading.size === 0 && entry.loading.size === 0) {
         this.models.delete(entry.name);
       }
       this.events.changed();
     });
+  }
+
+  /** Unloads `instance` (answering what it took) and reports how that ended; never rejects. */
+  private unloadAndReport(instance: ModelInstance, why: string, initiator: Initiator): Promise<void> {
+    const started = performance.now();
+    return instance.unload().then(
+      () => this.reportUnload(instance, 'success', why, initiator, started),
+      (error: unknown) => this.reportUnload(instance, 'failure', `${why}; unloading failed: ${error instanceof Error ? error.message : String(error)}`, initiator, started),
+    );
+  }
+
+  private reportUnload(instance: ModelInstance, outcome: 'success' | 'failure', reason: string, initiator: Initiator, started: number): void {
+    if (this.reported.has(instance)) return;
+    this.reported.add(instance);
+    const seconds = (performance.now() - started) / 1000;
+    const fields = { model: instance.name, version: instance.version, seconds };
+    if (outcome === 'success') this.logger.info(fields, `model ${instance.name} version ${instance.version} unloaded`);
+    else this.logger.error({ ...fields, reason }, `model ${instance.name} version ${instance.version} failed to unload: ${reason}`);
+    this.events.unloaded({ model: instance.name, version: instance.version, outcome, seconds, reason, initiator });
   }
 
   /** Resolves once nothing is unloading (for tests and shutdown). */
@@ -341,12 +384,17 @@ export class ModelRegistry {
     this.closed = true;
     await this.loads;
     const all = [...this.instances()];
+    for (const instance of all) void this.unloadAndReport(instance, 'the server is shutting down', SHUTDOWN);
+    // unload() is one promise per instance: awaited here as well, so that a failure still fails the shutdown.
     await Promise.all(all.map((instance) => instance.unload()));
   }
 
   /** Shutdown past its grace period: close every worker whatever is left. */
   async forceClose(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.instances()].map((instance) => instance.forceClose()));
+    const all = [...this.instances()];
+    const started = performance.now();
+    await Promise.all(all.map((instance) => instance.forceClose()));
+    for (const instance of all) this.reportUnload(instance, 'success', 'cut off: the shutdown grace period ran out', SHUTDOWN, started);
   }
 }

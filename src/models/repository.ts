@@ -9,7 +9,11 @@
 // Triton ignores them. A scan only reads: it says which versions the model's version policy keeps, and fingerprints
 // each (sizes and mtimes of everything in its folder, and of config.pbtxt), so that the caller loads a version only
 // once two scans agree: a folder still being copied in changes between scans.
-import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+//
+// A model loads only from inside its version folder: model names and default_model_filename carry no path separator
+// or "..", and a version whose files reach outside its folder through a symbolic link is refused at load
+// (versionEscape); ONNX external data with a location outside the folder is refused by onnxruntime itself.
+import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { parseModelConfig, type ModelConfig } from './config';
 import type { VersionSpec } from './instance';
@@ -18,8 +22,59 @@ import type { DesiredModel } from './registry';
 export const CONFIG_FILE = 'config.pbtxt';
 export const DEFAULT_MODEL_FILENAME = 'model.onnx';
 
-/** A model name as a repository folder may carry it (and as requests name it). */
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9_][\w.-]*$/;
+/** A model name as a repository folder may carry it (and as requests name it): no path separator, no "..". */
+export const MODEL_NAME_PATTERN = /^(?!.*\.\.)[A-Za-z0-9_][\w.-]*$/;
+
+/** Why `name` cannot name a model folder of the repository (a request's model_name); null when it can. */
+export function modelNameProblem(name: string): string | null {
+  if (MODEL_NAME_PATTERN.test(name)) return null;
+  const why = /[/\\]/.test(name) ? 'it contains a path separator' : name.includes('..') ? 'it contains ".."' : 'it is not a folder name';
+  return `model name ${JSON.stringify(name)} is refused: ${why}; a model name is the name of a folder of the repository (letters, digits, _ . -; no path separator, no "..")`;
+}
+
+/**
+ * Why a version folder's files reach outside it, or null: the model file, and every symbolic link in the folder
+ * (external data may sit in subfolders), must resolve inside the folder. Read when the version is loaded, just
+ * before onnxruntime opens it: the model and version folders themselves may be links (the operator's layout), what
+ * a model brings with it may not.
+ */
+export function versionEscape(versionDir: string, file: string): string | null {
+  let base: string;
+  try {
+    base = realpathSync(versionDir);
+  } catch (error) {
+    return `cannot read the version folder ${versionDir} (${(error as NodeJS.ErrnoException).code})`;
+  }
+  const inside = (target: string) => target === base || target.startsWith(base + path.sep);
+  const resolved = (link: string) => {
+    try {
+      return realpathSync(link);
+    } catch {
+      // A dangling link: where it would lead once its target exists. No file at all: onnxruntime will say so.
+      try {
+        return path.resolve(path.dirname(link), readlinkSync(link));
+      } catch {
+        return path.resolve(link);
+      }
+    }
+  };
+  const model = resolved(file);
+  if (!inside(model)) return `the model file ${file} resolves to ${model}, outside its version folder ${versionDir}`;
+  const walk = (folder: string): string | null => {
+    for (const entry of readdirSync(folder, { withFileTypes: true })) {
+      const full = path.join(folder, entry.name);
+      if (entry.isSymbolicLink()) {
+        const target = resolved(full);
+        if (!inside(target)) return `${path.relative(versionDir, full)} in ${versionDir} is a symbolic link to ${target}, outside the version folder`;
+      } else if (entry.isDirectory()) {
+        const found = walk(full);
+        if (found !== null) return found;
+      }
+    }
+    return null;
+  };
+  return walk(versionDir);
+}
 
 /** One version folder the policy keeps. */
 export interface ScannedVersion {

@@ -6,9 +6,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
 import type { ModelConfig } from '../../models/config';
 import type { ModelInstance } from '../../models/instance';
+import type { Initiator } from '../../models/registry';
 import type { InferenceStatistics } from '../../models/statistics';
 import { PACKAGE_ROOT } from '../config';
-import { failedPrecondition, invalidArgument, toServingError, unimplemented } from '../errors';
+import { toServingError, unimplemented } from '../errors';
 import type { HandlerContext } from '../handlers/context';
 import type { Drainable } from '../stream-session';
 import { INFERENCE_SERVICE } from '../telemetry';
@@ -35,23 +36,41 @@ export const EXTENSIONS = ['model_repository', 'model_configuration', 'statistic
 export interface KserveHost {
   /** Listening, not draining, and every model that should be loaded is ready. */
   ready(): boolean;
-  controlMode: 'none' | 'poll' | 'explicit';
-  loadModel(name: string): Promise<void>;
-  unloadModel(name: string): Promise<void>;
+  /**
+   * RepositoryModelLoad and RepositoryModelUnload, with the call that asked (the audit log): refused unless
+   * MODEL_CONTROL_MODE=explicit, and for a name that is not a model folder's.
+   */
+  loadModel(name: string, initiator: Initiator): Promise<void>;
+  unloadModel(name: string, initiator: Initiator): Promise<void>;
   /** Every model folder of the repository, loaded or not. */
   repositoryModels(): string[];
 }
 
 type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => void;
 
+/** The caller of an RPC, for the audit log: its address and, under mTLS, its certificate's subject. */
+function initiatorOf(call: grpc.ServerUnaryCall<unknown, unknown>, method: string): Initiator {
+  const subject = call.getAuthContext().sslPeerCertificate?.subject;
+  return {
+    by: 'rpc',
+    method: `${INFERENCE_SERVICE}/${method}`,
+    peer: call.getPeer(),
+    subject: subject === undefined ? null : Object.entries(subject).map(([field, value]) => `${field}=${[value].flat().join('+')}`).join(', '),
+  };
+}
+
 /** A unary RPC whose body may throw (or reject) a ServingError; reported like every call of the service. */
-function unary<Req, Res>(context: HandlerContext, method: string, body: (request: Req) => Res | Promise<Res>): Unary<Req, Res> {
+function unary<Req, Res>(
+  context: HandlerContext,
+  method: string,
+  body: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
+): Unary<Req, Res> {
   const { telemetry } = context;
   return (call, callback) => {
     const started = performance.now();
     const spanContext = telemetry.spanContextOf(call.metadata);
     Promise.resolve()
-      .then(() => body(call.request))
+      .then(() => body(call.request, call))
       .then(
         (response) => {
           callback(null, response);
@@ -170,15 +189,6 @@ export function addKserveService(server: grpc.Server, context: HandlerContext, s
   const notServed = (what: string) => () => {
     throw unimplemented(`${what} is not served by tickserve (requests carry their tensors in the message)`);
   };
-  const repositoryControl = () => {
-    if (host.controlMode !== 'explicit') {
-      throw failedPrecondition(`model control is disabled: MODEL_CONTROL_MODE is ${host.controlMode}; load and unload need MODEL_CONTROL_MODE=explicit`);
-    }
-  };
-  const modelName = (name: string) => {
-    if (name === '') throw invalidArgument('model_name is empty');
-    return name;
-  };
   server.addService(definition, {
     ServerLive: unary(context, 'ServerLive', () => ({ live: true })),
     ServerReady: unary(context, 'ServerReady', () => ({ ready: host.ready() })),
@@ -208,14 +218,12 @@ export function addKserveService(server: grpc.Server, context: HandlerContext, s
       const all = [...known, ...unloaded].filter((s) => !r.ready || s.state === 'READY').sort((a, b) => a.model.localeCompare(b.model));
       return { models: all.map((s) => ({ name: s.model, version: s.version, state: s.state, reason: s.reason })) };
     }),
-    RepositoryModelLoad: unary(context, 'RepositoryModelLoad', async (r: { model_name: string }) => {
-      repositoryControl();
-      await host.loadModel(modelName(r.model_name));
+    RepositoryModelLoad: unary(context, 'RepositoryModelLoad', async (r: { model_name: string }, call) => {
+      await host.loadModel(r.model_name, initiatorOf(call, 'RepositoryModelLoad'));
       return {};
     }),
-    RepositoryModelUnload: unary(context, 'RepositoryModelUnload', async (r: { model_name: string }) => {
-      repositoryControl();
-      await host.unloadModel(modelName(r.model_name));
+    RepositoryModelUnload: unary(context, 'RepositoryModelUnload', async (r: { model_name: string }, call) => {
+      await host.unloadModel(r.model_name, initiatorOf(call, 'RepositoryModelUnload'));
       return {};
     }),
     SystemSharedMemoryStatus: unary(context, 'SystemSharedMemoryStatus', notServed('system shared memory')),
