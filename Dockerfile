@@ -17,6 +17,9 @@ RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
+# Each model reload starts worker threads, and glibc gives threads malloc arenas of their own that fragment: two
+# arenas keep resident memory flat across reloads (npm run bench:reload, docs/BENCHMARKS.md).
+ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force

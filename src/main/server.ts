@@ -21,6 +21,7 @@ import type { HandlerContext, ServingCounters } from './handlers/context';
 import { predictHandler } from './handlers/predict';
 import { streamPredictHandler } from './handlers/stream-predict';
 import type { Drainable } from './stream-session';
+import { collectGarbage } from './gc';
 import { addKserveService } from './kserve/service';
 import { describeRestrictions, restrictedProtocolInterceptor } from './interceptors/restricted';
 import { Telemetry } from './telemetry';
@@ -175,6 +176,8 @@ export class InferenceServer {
         unloaded: (event) => {
           telemetry.modelUnloaded(event.model, event.version);
           this.audit('unload', event);
+          // The retired workers' native memory goes only with their handles (gc.ts); not while shutting down.
+          if (this.closing === null) setImmediate(collectGarbage);
         },
         changed: () => this.updateHealth(),
       },
