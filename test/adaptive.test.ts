@@ -71,17 +71,18 @@ describe('adaptive policy', () => {
     assert.deepEqual(decideAdaptive(1, 0, policy, load({})), { dispatch: true, rows: 1 });
   });
 
-  it('idle worker, no row expected within the bound: dispatches at once, whatever a batch costs', () => {
-    assert.deepEqual(decideAdaptive(1, 0, policy, load({ fixedUs: 50_000, arrivalRowsPerUs: 0.0005 })), { dispatch: true, rows: 1 });
+  it('idle worker, fewer rows arrive during a batch\'s fixed cost than are queued (λB ≤ n): dispatches at once', () => {
+    assert.deepEqual(decideAdaptive(1, 0, policy, load({ fixedUs: 900, arrivalRowsPerUs: 0.001 })), { dispatch: true, rows: 1 });
+    assert.deepEqual(decideAdaptive(30, 0, policy, load({ arrivalRowsPerUs: 0.2 })), { dispatch: true, rows: 30 });
   });
 
-  it('idle worker, arrivals faster than one-row batches can keep up: waits for the rows that make it keep up', () => {
-    // λ = 0.02 rows/µs, B = 100, a = 2: one-row batches would keep the worker busy 2.04× its time. Keeping up at
-    // 0.8 needs n* = λB / (0.8 − λa) = 2 / 0.76 → 3 rows, due in (3 − 1) / λ = 100 µs.
-    const decision = decideAdaptive(1, 0, policy, load({ arrivalRowsPerUs: 0.02 }));
-    assert.deepEqual(decision, { dispatch: false, waitUs: 100 });
+  it('idle worker, more rows due during a batch\'s fixed cost than queued: waits for ⌈λB⌉ rows, cheaper per row', () => {
+    // λ = 0.03 rows/µs, B = 100: 3 rows arrive during one batch's fixed cost; with 1 queued, wait for 2 more.
+    const decision = decideAdaptive(1, 0, policy, load({ arrivalRowsPerUs: 0.03 }));
+    assert.equal(decision.dispatch, false);
+    assert.ok(!decision.dispatch && Math.abs(decision.waitUs - 2 / 0.03) < 1e-9);
     // Once they are there, it goes.
-    assert.deepEqual(decideAdaptive(3, 100, policy, load({ arrivalRowsPerUs: 0.02 })), { dispatch: true, rows: 3 });
+    assert.deepEqual(decideAdaptive(3, 67, policy, load({ arrivalRowsPerUs: 0.03 })), { dispatch: true, rows: 3 });
   });
 
   it('never waits past the bound, and a wait too short to pay is no wait', () => {
@@ -205,7 +206,8 @@ describe('batcher, adaptive delay', () => {
     await clock.advance(5);
     const sizes = executor.batches.slice(before).map((b) => b.rows);
     const mean = sizes.reduce((a, b) => a + b, 0) / sizes.length;
-    assert.ok(mean >= 6, `mean batch in the burst ${mean.toFixed(1)} rows: ${sizes.join(' ')}`);
+    // λ = 0.05 rows/µs, B = 100 µs: batches of ⌈λB⌉ = 5 rows at least.
+    assert.ok(mean >= 5, `mean batch in the burst ${mean.toFixed(1)} rows: ${sizes.join(' ')}`);
     for (const call of burst) {
       assert.equal(call.error, null);
       // Queue wait (up to the 500 µs bound, or a busy worker's batch) plus its own batch (≤ 100 + 16 × 10 µs).

@@ -6,8 +6,8 @@
 //   fixed      Triton's dynamic batcher: a partial batch waits until its oldest request has waited
 //              maxQueueDelayUs (the delay is the wait).
 //   adaptive   the default: maxQueueDelayUs is only the upper bound. A partial batch goes at once while a worker is
-//              idle and the worker keeps up with the arrivals at this batch size; it waits only while the rows
-//              expected to arrive make the batch cheap enough per row to keep up, and no longer than the bound.
+//              idle, unless the rows expected to arrive within the wait make the batch cheaper per worker-µs than
+//              dispatching now (the worker's idle wait counted); never longer than the bound.
 
 export type BatchDelay = 'adaptive' | 'fixed';
 export const BATCH_DELAYS: readonly BatchDelay[] = ['adaptive', 'fixed'];
@@ -44,12 +44,6 @@ export type Decision =
 
 const IDLE: Decision = Object.freeze({ dispatch: false, waitUs: Infinity });
 
-/**
- * The share of the workers' time batches may take before waiting for company pays: below it, a batch of the rows
- * queued now is done before the next rows are due, so waiting only adds their wait to every row's latency.
- */
-export const TARGET_UTILISATION = 0.8;
-
 /** A wait shorter than this costs about what it could save (a timer's wake-up and its slack): dispatch instead. */
 export const MIN_WAIT_US = 20;
 
@@ -79,12 +73,13 @@ export function decide(queuedRows: number, oldestWaitUs: number, policy: BatchPo
 }
 
 /**
- * The adaptive policy. With a worker idle, a batch of the n rows queued takes it for B + a·n µs (B = fixedUs,
- * a = perRowUs), and rows arrive at λ a µs; at this size the workers are busy λ·(B/n + a)/W of the time. Below
- * TARGET_UTILISATION they keep up, and waiting cannot pay: the batch goes now. Above it, the batch waits for the
- * n* rows that bring that share down to the target (n* = λB / (W·target − λa)), which are due in (n* − n)/λ µs,
- * but never past the bound, and not at all when no row is expected within the bound. With no worker idle the batch
- * waits, up to the bound, for one to finish (a finished batch wakes the batcher): it grows meanwhile, as under fixed.
+ * The adaptive policy. With a worker idle, a batch of the n rows queued costs it B + a·n µs (B = fixedUs,
+ * a = perRowUs): (B + a·n)/n a row. Waiting w µs first brings m = λw more rows (λ rows a µs) and costs the idle
+ * worker w: (w + B + a·(n + m))/(n + m) a row. Waiting is cheaper per row exactly when n·w < m·B, i.e. when
+ * n < λB: fewer rows are queued than arrive during one batch's fixed cost. Then the batch waits for n* = ⌈λB⌉ rows,
+ * due in (n* − n)/λ µs, never past the bound; otherwise (a quiet feed: λB < 1 ≤ n; or a long queue) it goes now.
+ * With no worker idle the batch waits, up to the bound, for one to finish (a finished batch wakes the batcher): it
+ * grows meanwhile, as under fixed.
  */
 export function decideAdaptive(queuedRows: number, oldestWaitUs: number, policy: BatchPolicy, load: LoadEstimate): Decision {
   const decided = common(queuedRows, policy);
@@ -93,11 +88,9 @@ export function decideAdaptive(queuedRows: number, oldestWaitUs: number, policy:
   if (boundUs < MIN_WAIT_US) return { dispatch: true, rows: queuedRows };
   if (load.idleWorkers <= 0) return { dispatch: false, waitUs: boundUs };
   const lambda = load.arrivalRowsPerUs;
-  if (!(lambda * boundUs >= 1)) return { dispatch: true, rows: queuedRows };
-  const capacity = load.workers * TARGET_UTILISATION;
-  if (lambda * (load.fixedUs / queuedRows + load.perRowUs) <= capacity) return { dispatch: true, rows: queuedRows };
-  const spare = capacity - lambda * load.perRowUs;
-  const targetRows = spare > 0 ? Math.min(policy.maxBatchRows, Math.ceil((lambda * load.fixedUs) / spare)) : policy.maxBatchRows;
+  const worthRows = lambda * load.fixedUs;
+  if (!(queuedRows < worthRows)) return { dispatch: true, rows: queuedRows };
+  const targetRows = Math.min(policy.maxBatchRows, Math.ceil(worthRows));
   const waitUs = Math.min(boundUs, (targetRows - queuedRows) / lambda);
   if (waitUs < MIN_WAIT_US) return { dispatch: true, rows: queuedRows };
   return { dispatch: false, waitUs };
