@@ -7,6 +7,8 @@
 //   --quick            shorter runs (about a minute in all), for trying the tool out
 //   --peers DIR        the bench peers (default ../shared/bench-peers)
 //   --out FILE         the Markdown report (default docs/BENCHMARKS.md)
+//   --only policies    only the batch delay policies side by side (bench/policies.ts), into its own section
+//   --rounds N         rounds of the policy comparison (default 3)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import * as ort from 'onnxruntime-node';
 import { encodeRequests, runLoad, type LoadResult, type LoadSpec } from './load';
 import { GrpcH2Client } from './h2';
 import { latencyPlot, type PlotSeries } from './plot';
+import { comparePolicies } from './policies';
 import { csv, markdownTable, progressBar } from './report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -301,8 +304,19 @@ async function main(): Promise<void> {
       peers: { type: 'string', default: path.resolve(ROOT, '..', 'shared', 'bench-peers') },
       out: { type: 'string', default: path.join(ROOT, 'docs', 'BENCHMARKS.md') },
       only: { type: 'string', default: '' },
+      rounds: { type: 'string', default: '3' },
     },
   });
+  if (values.only === 'policies') {
+    const outDir = path.join(path.dirname(values.out!), 'bench');
+    mkdirSync(outDir, { recursive: true });
+    const { markdown } = await comparePolicies({ peers: values.peers!, rounds: Number(values.rounds), durationS: values.quick ? 1.5 : 2, outDir });
+    const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '# Benchmarks\n';
+    const section = /\n## Batch delay policies\n[\s\S]*?(?=\n## |$)/;
+    writeFileSync(values.out!, section.test(previous) ? previous.replace(section, '\n' + markdown.trimEnd() + '\n') : previous.trimEnd() + '\n\n' + markdown);
+    console.log(markdown);
+    return;
+  }
   if (values.only === 'plots') {
     // Redraw the plots from the last run's results.json, without measuring anything.
     const outDir = path.join(path.dirname(values.out!), 'bench');
@@ -585,7 +599,8 @@ async function main(): Promise<void> {
   // Sections other tools write into the same file (bench:reload's "## Reload under load") are kept as they are.
   const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '';
   const kept = /\n## Reload under load\n[\s\S]*?(?=\n## |$)/.exec(previous)?.[0] ?? '';
-  writeFileSync(values.out!, report.trimEnd() + '\n' + kept);
+  const policies = /\n## Batch delay policies\n[\s\S]*?(?=\n## |$)/.exec(previous)?.[0] ?? '';
+  writeFileSync(values.out!, report.trimEnd() + '\n' + kept + policies);
   console.log(targetsTable.join('\n'));
   console.log(`\nwrote ${path.relative(process.cwd(), values.out!)}`);
 }

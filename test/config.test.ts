@@ -20,6 +20,7 @@ describe('config', () => {
     assert.equal(config.modelPath, DEFAULT_MODEL_PATH);
     assert.equal(config.maxBatchSize, 256);
     assert.equal(config.maxQueueDelayUs, 100);
+    assert.equal(config.batchDelay, 'adaptive');
     assert.equal(config.maxQueueSize, 4096);
     assert.deepEqual(config.preferredBatchSizes, []);
     assert.ok(config.workers >= 1);
@@ -54,6 +55,8 @@ describe('config', () => {
     ['MAX_BATCH_SIZE', '0'],
     ['MAX_BATCH_SIZE', '12abc'],
     ['MAX_QUEUE_DELAY_US', 'soon'],
+    ['BATCH_DELAY', 'dynamic'],
+    ['BATCH_DELAY', '100'],
     ['MAX_QUEUE_SIZE', '0'],
     ['PREFERRED_BATCH_SIZES', '4,4'],
     ['PREFERRED_BATCH_SIZES', '0'],
@@ -78,6 +81,11 @@ describe('config', () => {
     ['OTEL_TRACES_SAMPLER', 'sometimes'],
     ['OTEL_TRACES_SAMPLER_ARG', '1.5', { OTEL_TRACES_SAMPLER: 'traceidratio' }],
   ];
+  it('BATCH_DELAY: adaptive or fixed, in any case', () => {
+    assert.equal(loadConfig({ BATCH_DELAY: 'fixed' }).batchDelay, 'fixed');
+    assert.equal(loadConfig({ BATCH_DELAY: ' Adaptive ' }).batchDelay, 'adaptive');
+  });
+
   for (const [variable, value, extra] of bad) {
     it(`${variable}=${JSON.stringify(value)} is refused, naming the variable and the value`, () => {
       assert.throws(

@@ -391,6 +391,14 @@ describe('parseModelConfig', () => {
     assert.deepEqual(config.parameters, { 'a b': 'x\ty', EMPTY: '' });
   });
 
+  it('parameters: batch_delay chooses the batch delay policy (BATCH_DELAY for this model), kept among the raw strings', () => {
+    const fixed = parseModelConfig('parameters { key: "batch_delay" value { string_value: "fixed" } }', FILE);
+    assert.equal(fixed.batchDelay, 'fixed');
+    assert.deepEqual(fixed.parameters, { batch_delay: 'fixed' });
+    assert.equal(parseModelConfig('parameters { key: "batch_delay" value { string_value: "ADAPTIVE" } }', FILE).batchDelay, 'adaptive');
+    assert.equal('batchDelay' in parseModelConfig('name: "m"', FILE), false, 'unwritten: the environment decides');
+  });
+
   it('map keys are kept as own properties, __proto__ included', () => {
     const config = parseModelConfig(
       'parameters { key: "__proto__" value { string_value: "p" } }\n' +
@@ -493,6 +501,8 @@ describe('parseModelConfig refuses, naming the file, line and field', () => {
     ['a map entry without a value', 'parameters {\n  key: "k"\n}', 1, 'parameters.value', 'missing (it must be written)'],
     ['a parameter given twice', 'parameters { key: "k" value { string_value: "1" } }\nparameters { key: "k" value { string_value: "2" } }', 2, 'parameters.key', '"k" is given twice (first at line 1)'],
     ['a parameter that is not a string', 'parameters { key: "k" value { string_value: 1 } }', 1, 'parameters.value.string_value', 'expected a quoted string, found 1'],
+    ['a batch_delay that is neither policy', 'name: "m"\nparameters { key: "batch_delay" value { string_value: "soon" } }', 2, 'parameters.value.string_value', 'batch_delay must be one of adaptive, fixed, found "soon"'],
+    ['a batch_delay without a value', 'parameters {\n  key: "batch_delay"\n  value { }\n}', 3, 'parameters.value.string_value', 'batch_delay needs a value: one of adaptive, fixed'],
     ['a parameter of another kind', 'parameters { key: "k" value { int_value: 1 } }', 1, 'parameters.value.int_value', 'unknown field (expected one of: string_value)'],
     ['a syntax error: an unbalanced brace', 'name: "m"\ninput {\n  name: "x"\n  data_type: TYPE_FP32\n', 5, 'input', "syntax error at column 1: expected '}' to close the '{' opened on line 2, found end of file"],
     ['a syntax error: an unterminated string', 'name: "m"\nplatform: "onnxruntime_onnx\nmax_batch_size: 8', 2, 'platform', 'syntax error at column 11: expected a closing " before the end of the line, found end of line'],

@@ -78,8 +78,10 @@ describe('worker faults fail only their batch; the worker is replaced and servin
 describe('deadlines and cancellation', () => {
   let server: TestServer;
   before(async () => {
-    // One row a batch, one worker: two slow batches occupy both slabs, so the next request must queue.
-    server = await startServer({ MAX_BATCH_SIZE: '1', REQUEST_TIMEOUT_MS: '150' }, { workerFilename: FAULT_WORKER });
+    // One row a batch, one worker: two slow batches occupy both slabs, so the next request must queue. Fixed delay:
+    // these tests time a deadline as it passes in the queue; adaptive would refuse such a request as soon as it
+    // predicts the slow batches ahead make its deadline impossible (test/adaptive.test.ts covers that).
+    server = await startServer({ MAX_BATCH_SIZE: '1', REQUEST_TIMEOUT_MS: '150', BATCH_DELAY: 'fixed' }, { workerFilename: FAULT_WORKER });
   });
   after(() => server.close());
 

@@ -1,12 +1,14 @@
 // The dynamic micro-batcher: owns the request queue, the one timer, the slabs and the batches in flight.
-// Requests of any RPC come in through enqueue(); the policy (policy.ts) decides when a batch goes; the batch is
-// assembled into a free slab and handed to the executor (the worker pool); each request then gets exactly one of
-// complete() or fail(), unless it was cancelled, in which case nobody is listening and it is dropped silently.
-// Time is read and waited for only through the injected BatcherClock (clock.ts).
+// Requests of any RPC come in through enqueue(); the policy (policy.ts) decides when a batch goes, from what the
+// adaptive controller (controller.ts) has learned under BATCH_DELAY=adaptive; the batch is assembled into a free
+// slab and handed to the executor (the worker pool); each request then gets exactly one of complete() or fail(),
+// unless it was cancelled, in which case nobody is listening and it is dropped silently. Time is read and waited
+// for only through the injected BatcherClock (clock.ts); nothing polls.
 import type { SpanContext } from '@opentelemetry/api';
 import { deadlineExceeded, internal, unavailable, type ServingError } from '../main/errors';
 import { systemClock, type BatcherClock, type TimerHandle } from './clock';
-import { decide, type BatchPolicy } from './policy';
+import { AdaptiveController } from './controller';
+import { decide, decideAdaptive, type BatchDelay, type BatchPolicy } from './policy';
 import { RingQueue } from './queue';
 import { slabViews, type SlabLayout, type SlabViews } from './slab';
 
@@ -119,10 +121,17 @@ export interface BatcherOptions extends BatchPolicy {
   batches?: boolean;
   /** Where time is read and waited for; systemClock (performance.now(), Node's timers) by default. */
   clock?: BatcherClock;
+  /**
+   * fixed: a partial batch waits maxQueueDelayUs for company. adaptive: it waits only while that pays, up to
+   * maxQueueDelayUs, and a request whose deadline the predicted queue and compute cannot meet is refused early.
+   */
+  batchDelay: BatchDelay;
+  /** Workers taking batches (the slabs are more: a batch may wait assembled for a busy worker); slabs by default. */
+  workers?: number;
 }
 
-/** Sub-millisecond waits are polled once per event-loop turn: setTimeout cannot wait less than 1 ms. */
-const TIMER_THRESHOLD_US = 1000;
+/** setTimeout waits whole milliseconds: a longer wait is set to the millisecond before, and re-decided then. */
+const MS_TIMER_US = 1000;
 
 /** A caller's complete() that throws is a bug; it must not cost the batch's other requests their answers. */
 function answer(request: BatchRequest, outputs: BatchOutputs, firstRow: number, batch: BatchFigures): void {
@@ -147,6 +156,11 @@ export class Batcher {
   /** The requests riding in each slab while it is in flight; reused arrays, indexed by slab. */
   private readonly members: BatchRequest[][];
   private readonly clock: BatcherClock;
+  /** Under BATCH_DELAY=adaptive only; null under fixed, which predicts nothing and refuses nothing early. */
+  private readonly controller: AdaptiveController | null;
+  /** Each slab's batch while in flight: its dispatch time and rows (for when a worker is predicted to free up). */
+  private readonly slabDispatchedAt: Float64Array;
+  private readonly slabRows: Int32Array;
   private pumpQueued = false;
   /** The one wake-up timer; meaningful only while timerDue is finite. */
   private timer: TimerHandle = null;
@@ -167,6 +181,7 @@ export class Batcher {
 
   constructor(private readonly options: BatcherOptions) {
     this.clock = options.clock ?? systemClock;
+    this.clock.prepare?.();
     this.views = options.slabs.map((slab) => slabViews(slab, options.layout));
     const outputDims = options.outputDims ?? options.layout.outputRowBytes.map(() => []);
     const batches = options.batches ?? true;
@@ -177,6 +192,14 @@ export class Batcher {
     }));
     this.freeSlabs = options.slabs.map((_, i) => i).reverse();
     this.members = options.slabs.map(() => []);
+    this.controller = options.batchDelay === 'adaptive' ? new AdaptiveController(options.workers ?? options.slabs.length) : null;
+    this.slabDispatchedAt = new Float64Array(options.slabs.length);
+    this.slabRows = new Int32Array(options.slabs.length);
+  }
+
+  /** The adaptive controller's figures (null under fixed), for statistics and tests. */
+  get adaptive(): AdaptiveController | null {
+    return this.controller;
   }
 
   /** Rows waiting for a batch (cancelled requests leave at once). */
@@ -212,6 +235,7 @@ export class Batcher {
     if (!this.hasRoomFor(request.rows)) return false;
     request.enqueuedAt = this.clock.now();
     request.queued = true;
+    this.controller?.onArrival(request.rows, request.enqueuedAt * 1000);
     if (request.deadline >= this.latestQueuedDeadline) this.latestQueuedDeadline = request.deadline;
     else if (request.deadline < this.overtakerDeadline) this.overtakerDeadline = request.deadline;
     this.queue.push(request);
@@ -276,8 +300,12 @@ export class Batcher {
   private pump(): void {
     for (;;) {
       const now = this.clock.now();
-      if (this.overtakerDeadline <= now) this.expireQueued(now);
-      const oldest = this.dropExpiredHead(now);
+      // Under adaptive, the least time before a batch dispatched now could answer: a request whose deadline falls
+      // within it cannot be met, and is refused now rather than computed late (0 under fixed, and until trained).
+      const startUs = this.workerFreeInUs(now);
+      const oneRowUs = this.controller === null ? 0 : startUs + this.controller.predictUs(1);
+      if (this.overtakerDeadline <= now + oneRowUs / 1000) this.expireQueued(now, startUs);
+      const oldest = this.dropExpiredHead(now, startUs);
       if (oldest === undefined) {
         // Nothing is queued: no deadline is ahead of the next request.
         this.latestQueuedDeadline = -Infinity;
@@ -286,7 +314,7 @@ export class Batcher {
       }
       // Wake for the earliest deadline too, so that a request is answered when it expires even while every worker
       // is busy: the oldest request's, or an overtaker's when that may come first.
-      const untilDeadlineUs = (Math.min(oldest.deadline, this.overtakerDeadline) - now) * 1000;
+      const untilDeadlineUs = (Math.min(oldest.deadline, this.overtakerDeadline) - now) * 1000 - oneRowUs;
       if (this.setAside === this.options.slabs.length) {
         this.failQueued(unavailable('no batch memory left: workers died holding every slab; the server must be restarted'));
         break;
@@ -295,12 +323,15 @@ export class Batcher {
         this.wakeIn(untilDeadlineUs, now);
         break;
       }
-      const decision = decide(this.queuedRows, (now - oldest.enqueuedAt) * 1000, this.options);
+      const waitedUs = (now - oldest.enqueuedAt) * 1000;
+      const decision = this.controller === null
+        ? decide(this.queuedRows, waitedUs, this.options)
+        : decideAdaptive(this.queuedRows, waitedUs, this.options, this.controller.loadEstimate(this.inFlightBatches));
       if (!decision.dispatch) {
         this.wakeIn(Math.min(decision.waitUs, untilDeadlineUs), now);
         break;
       }
-      this.dispatch(decision.rows, now);
+      this.dispatch(decision.rows, now, startUs);
     }
     this.notifyRoom();
     this.notifyIfDrained();
@@ -315,29 +346,58 @@ export class Batcher {
 
   private wakeIn(waitUs: number, now: number): void {
     if (waitUs === Infinity) return;
-    if (waitUs < TIMER_THRESHOLD_US) {
-      this.schedulePump();
-      return;
-    }
+    // At least a microsecond: a wait computed as 0 (a deadline just within reach) must still let time pass.
+    waitUs = Math.max(1, waitUs);
     const due = now + waitUs / 1000;
     if (this.timerDue <= due) return;
     if (this.timerDue !== Infinity) this.clock.clearTimer(this.timer);
     this.timerDue = due;
-    this.timer = this.clock.setTimer(this.onTimer, Math.floor(waitUs / 1000));
+    // A wait of a millisecond or more goes on Node's timer, to the whole millisecond before (pump() re-decides
+    // then); a shorter one on the clock's fine timer, which sleeps rather than polls (fine-timer.ts).
+    this.timer = this.clock.setTimer(this.onTimer, waitUs >= MS_TIMER_US ? Math.floor(waitUs / MS_TIMER_US) : waitUs / 1000);
   }
 
   /**
-   * Fails every queued request whose deadline has passed, wherever it is in the queue (their places are skipped
-   * later, as cancelled ones' are), and works out the two deadline figures afresh from the requests left.
+   * Under adaptive, µs until a worker is predicted to be free for a new batch: 0 with one idle, else the earliest
+   * predicted end of a batch in flight (a lower bound: a batch waiting assembled for its worker starts later).
+   * 0 under fixed and until the controller is trained.
    */
-  private expireQueued(now: number): void {
+  private workerFreeInUs(now: number): number {
+    const controller = this.controller;
+    if (controller === null || !controller.trained) return 0;
+    const workers = this.options.workers ?? this.options.slabs.length;
+    if (this.inFlightBatches < workers) return 0;
+    let earliest = Infinity;
+    for (let slab = 0; slab < this.slabRows.length; slab++) {
+      if (this.slabRows[slab] === 0) continue;
+      const endsIn = (this.slabDispatchedAt[slab] - now) * 1000 + controller.predictUs(this.slabRows[slab]);
+      if (endsIn < earliest) earliest = endsIn;
+    }
+    return earliest === Infinity ? 0 : Math.max(0, earliest);
+  }
+
+  /**
+   * Whether `request` cannot be answered by its deadline: it has passed, or (adaptive, trained) a batch of this
+   * request alone, started when a worker is predicted to be free, is predicted to end after it.
+   */
+  private doomed(request: BatchRequest, now: number, startUs: number): boolean {
+    if (request.deadline <= now) return true;
+    if (this.controller === null || request.deadline === Infinity) return false;
+    return request.deadline < now + (startUs + this.controller.predictUs(request.rows)) / 1000;
+  }
+
+  /**
+   * Fails every queued request that cannot meet its deadline (doomed()), wherever it is in the queue (their places
+   * are skipped later, as cancelled ones' are), and works out the two deadline figures afresh from the requests left.
+   */
+  private expireQueued(now: number, startUs: number): void {
     let latest = -Infinity;
     let overtaker = Infinity;
     // By index, re-reading the length: a fail() may enqueue (a stream's held message), which only appends.
     for (let i = 0; i < this.queue.length; i++) {
       const request = this.queue.at(i)!;
       if (!request.queued) continue;
-      if (request.deadline <= now) this.drop(request);
+      if (this.doomed(request, now, startUs)) this.drop(request, now);
       else if (request.deadline >= latest) latest = request.deadline;
       else if (request.deadline < overtaker) overtaker = request.deadline;
     }
@@ -345,12 +405,12 @@ export class Batcher {
     this.overtakerDeadline = overtaker;
   }
 
-  /** Removes cancelled and expired requests from the head of the queue; returns the first live one. */
-  private dropExpiredHead(now: number): BatchRequest | undefined {
+  /** Removes cancelled and doomed requests from the head of the queue; returns the first live one. */
+  private dropExpiredHead(now: number, startUs: number): BatchRequest | undefined {
     for (let head = this.queue.peek(); head !== undefined; head = this.queue.peek()) {
-      if (head.queued && head.deadline > now) return head;
+      if (head.queued && !this.doomed(head, now, startUs)) return head;
       this.queue.shift();
-      this.drop(head);
+      this.drop(head, now);
     }
     return undefined;
   }
@@ -365,39 +425,80 @@ export class Batcher {
     }
   }
 
-  private drop(request: BatchRequest): void {
+  /** Fails a doomed request with DEADLINE_EXCEEDED: expired, or (adaptive) predicted to miss its deadline. */
+  private drop(request: BatchRequest, now: number): void {
     if (!request.queued) return; // cancelled: already uncounted, and nobody listens
     request.queued = false;
     this.queuedRows -= request.rows;
-    request.fail(deadlineExceeded('deadline exceeded while queued; not computed'));
+    request.fail(
+      deadlineExceeded(
+        request.deadline <= now
+          ? 'deadline exceeded while queued; not computed'
+          : `deadline cannot be met: the queue and compute ahead are predicted to take past it; refused before compute`,
+      ),
+    );
   }
 
-  /** Assembles up to `maxRows` rows (at least the oldest request) into a free slab and sends it to a worker. */
-  private dispatch(maxRows: number, now: number): void {
-    const slab = this.freeSlabs.pop()!;
+  /** Takes a queued request into the batch being assembled in `slab`, its rows from `row` on. */
+  private take(request: BatchRequest, slab: number, row: number): void {
+    request.queued = false;
+    this.queuedRows -= request.rows;
     const regions = this.views[slab].inputs;
     const rowBytes = this.options.layout.inputRowBytes;
+    for (let i = 0; i < regions.length; i++) request.inputs[i].copy(regions[i], row * rowBytes[i]);
+    this.members[slab].push(request);
+  }
+
+  /**
+   * Assembles up to `maxRows` rows (at least the oldest request) into a free slab and sends it to a worker. Under
+   * adaptive, trained: requests that overtook (earlier deadlines than some ahead of them) and would not survive
+   * waiting for the next batch go first; and the batch stops growing before a request would make it end, as
+   * predicted, past the deadline of one already in it.
+   */
+  private dispatch(maxRows: number, now: number, startUs: number): void {
+    const slab = this.freeSlabs.pop()!;
     const solo = this.options.solo === true;
-    const members = this.members[slab];
+    const controller = this.controller !== null && this.controller.trained ? this.controller : null;
     let rows = 0;
+    /** The earliest deadline of the batch's members. */
+    let earliest = Infinity;
+    if (controller !== null && this.overtakerDeadline < Infinity) {
+      // Would an overtaker still be in time for the batch after this one? Those that would not ride in this one.
+      const urgentBy = now + (startUs + 2 * controller.predictUs(maxRows)) / 1000;
+      if (this.overtakerDeadline < urgentBy) {
+        for (let i = 0; i < this.queue.length && !(solo && rows > 0); i++) {
+          const request = this.queue.at(i)!;
+          if (!request.queued || request.deadline >= urgentBy || rows + request.rows > maxRows) continue;
+          if (this.doomed(request, now, startUs)) {
+            this.drop(request, now);
+            continue;
+          }
+          this.take(request, slab, rows);
+          rows += request.rows;
+          if (request.deadline < earliest) earliest = request.deadline;
+        }
+      }
+    }
     for (let next = this.queue.peek(); next !== undefined; next = this.queue.peek()) {
-      if (!next.queued || next.deadline <= now) {
+      if (!next.queued || this.doomed(next, now, startUs)) {
         this.queue.shift();
-        this.drop(next);
+        this.drop(next, now);
         continue;
       }
       if (rows > 0 && (solo || rows + next.rows > maxRows)) break;
+      if (rows > 0 && controller !== null && now + (startUs + controller.predictUs(rows + next.rows)) / 1000 > Math.min(earliest, next.deadline)) break;
       this.queue.shift();
-      next.queued = false;
-      this.queuedRows -= next.rows;
-      for (let i = 0; i < regions.length; i++) next.inputs[i].copy(regions[i], rows * rowBytes[i]);
-      members.push(next);
+      this.take(next, slab, rows);
       rows += next.rows;
+      if (next.deadline < earliest) earliest = next.deadline;
     }
     if (rows === 0) {
       this.freeSlabs.push(slab);
       return;
     }
+    const members = this.members[slab];
+    this.slabDispatchedAt[slab] = now;
+    this.slabRows[slab] = rows;
     const shapes = solo ? { shapes: members[0].shapes!, byteLengths: members[0].inputs.map((b) => b.length) } : undefined;
     this.options.executor.run(slab, rows, shapes).then(
       (result) => {
@@ -439,6 +540,7 @@ export class Batcher {
       dispatchedAt,
       worker: result.worker,
     };
+    this.controller?.onBatch(batchRows, (batch.finishedAt - dispatchedAt) * 1000, result.computeUs);
     let firstRow = 0;
     for (let i = 0; i < members.length; i++) {
       const request = members[i];
@@ -459,6 +561,7 @@ export class Batcher {
 
   private release(slab: number, setAside = false): void {
     this.members[slab].length = 0;
+    this.slabRows[slab] = 0;
     if (setAside) {
       this.setAside++;
       this.options.observer?.onSlabSetAside?.(this.setAside, this.options.slabs.length);

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import { PROTOCOL_GROUPS, type ProtocolGroup } from './interceptors/restricted';
+import { BATCH_DELAYS, type BatchDelay } from '../batching/policy';
 
 /** A setting that cannot be used; the message names the variable, the value and what is allowed. */
 export class ConfigError extends Error {
@@ -98,8 +99,13 @@ export interface Config {
   outputName: string | null;
   /** Rows in the largest batch; also the largest batch_size one request may carry. */
   maxBatchSize: number;
-  /** Longest the oldest queued request waits for company before its batch is dispatched. */
+  /**
+   * BATCH_DELAY=fixed: how long the oldest queued request waits for company before its batch is dispatched.
+   * adaptive (the default): the most it may wait.
+   */
   maxQueueDelayUs: number;
+  /** adaptive: wait for company only while it pays (up to maxQueueDelayUs); fixed: always wait maxQueueDelayUs. */
+  batchDelay: BatchDelay;
   /** Rows the queue may hold; unary calls beyond it are refused with RESOURCE_EXHAUSTED. */
   maxQueueSize: number;
   /** Batch sizes (rows) to dispatch as soon as they can be formed; ascending, each <= maxBatchSize. */
@@ -387,6 +393,7 @@ export function loadConfig(env: Env = process.env): Config {
     outputName: env.OUTPUT_NAME === undefined || env.OUTPUT_NAME.trim() === '' ? null : env.OUTPUT_NAME.trim(),
     maxBatchSize,
     maxQueueDelayUs: integer(env, 'MAX_QUEUE_DELAY_US', 100, 0, 10_000_000),
+    batchDelay: oneOf<BatchDelay>(env, 'BATCH_DELAY', 'adaptive', BATCH_DELAYS),
     maxQueueSize: integer(env, 'MAX_QUEUE_SIZE', 4096, 1),
     preferredBatchSizes: preferredSizes(env, maxBatchSize),
     workers: integer(env, 'WORKERS', defaultWorkers(executionProvider, gpus), 1, 1024),

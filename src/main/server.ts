@@ -61,6 +61,7 @@ function servingDefaults(config: Config): ServingDefaults {
   return {
     maxBatchSize: config.maxBatchSize,
     maxQueueDelayUs: config.maxQueueDelayUs,
+    batchDelay: config.batchDelay,
     preferredBatchSizes: config.preferredBatchSizes,
     maxQueueSize: config.maxQueueSize,
     workers: config.workers,

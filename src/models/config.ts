@@ -13,6 +13,7 @@ import {
   type PbtxtValue,
   type Position,
 } from './pbtxt';
+import { BATCH_DELAYS, type BatchDelay } from '../batching/policy';
 
 /** Triton's v2 datatype names (TYPE_STRING is BYTES). */
 export type DataType =
@@ -88,9 +89,14 @@ export interface ModelConfig {
   versionPolicy: VersionPolicy;
   defaultModelFilename?: string;
   warmup: WarmupSample[];
-  /** Raw strings; their keys are validated by whoever reads them. */
+  /** Raw strings; their keys are validated by whoever reads them (batch_delay: here, into batchDelay). */
   parameters: Record<string, string>;
+  /** `parameters { key: "batch_delay" value { string_value: "adaptive" | "fixed" } }`; overrides BATCH_DELAY. */
+  batchDelay?: BatchDelay;
 }
+
+/** The `parameters` key that chooses a model's batch delay policy (BATCH_DELAY for this model). */
+export const BATCH_DELAY_PARAMETER = 'batch_delay';
 
 /** A config.pbtxt that cannot be served as written; the message reads `<file>:<line>: <field>: <what is wrong>`. */
 export class ModelConfigError extends Error {
@@ -324,6 +330,7 @@ class ConfigReader {
       warmup: this.warmup(top, maxBatchSize),
       parameters: this.parameters(top),
     };
+    setIfWritten(config, 'batchDelay', this.batchDelay(top));
     setIfWritten(config, 'name', top.string('name'));
     setIfWritten(config, 'platform', this.only(top, 'platform', PLATFORM));
     setIfWritten(config, 'backend', this.only(top, 'backend', BACKEND));
@@ -498,6 +505,22 @@ class ConfigReader {
       setEntry(parameters, key, this.message(value, path, MODEL_PARAMETER).string('string_value') ?? '');
     }
     return parameters;
+  }
+
+  /** The batch_delay parameter, checked where it was written: adaptive or fixed. */
+  private batchDelay(top: Fields): BatchDelay | undefined {
+    for (const { key, value } of this.mapEntries(top, 'parameters')) {
+      if (key !== BATCH_DELAY_PARAMETER) continue;
+      const fields = this.message(value, top.pathOf('parameters.value'), MODEL_PARAMETER);
+      const written = fields.one('string_value');
+      const path = fields.pathOf('string_value');
+      if (written === undefined) this.fail(value, path, `${BATCH_DELAY_PARAMETER} needs a value: one of ${BATCH_DELAYS.join(', ')}`);
+      const text = this.string(written, path);
+      const delay = BATCH_DELAYS.find((d) => d === text.trim().toLowerCase());
+      if (delay === undefined) this.fail(written, path, `${BATCH_DELAY_PARAMETER} must be one of ${BATCH_DELAYS.join(', ')}, found ${JSON.stringify(text)}`);
+      return delay;
+    }
+    return undefined;
   }
 
   /** A oneof: the field written, if any; a second one is refused where it was written. */

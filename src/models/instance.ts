@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher, type BatchObserver } from '../batching/batcher';
+import type { BatchDelay } from '../batching/policy';
 import { createClaims, createSlab, slabBytes, type SlabLayout } from '../batching/slab';
 import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo, type SeedView } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
@@ -30,6 +31,8 @@ export type VersionState = 'LOADING' | 'READY' | 'UNLOADING' | 'UNLOADED';
 export interface ServingDefaults {
   maxBatchSize: number;
   maxQueueDelayUs: number;
+  /** BATCH_DELAY; a model's `batch_delay` parameter overrides it. */
+  batchDelay: BatchDelay;
   preferredBatchSizes: readonly number[];
   maxQueueSize: number;
   workers: number;
@@ -60,7 +63,9 @@ export interface VersionSpec {
 export interface EffectiveConfig {
   /** 0: the model does not batch (one request at a time, tensors as sent). */
   maxBatchSize: number;
+  /** fixed: the wait for company; adaptive: its upper bound. */
   maxQueueDelayUs: number;
+  batchDelay: BatchDelay;
   preferredBatchSizes: number[];
   workers: number;
   executionProvider: ExecutionProvider;
@@ -205,6 +210,8 @@ export class ModelInstance {
     const batcher = new Batcher({
       maxBatchRows: layout.maxBatchRows,
       maxQueueDelayUs: effective.maxQueueDelayUs,
+      batchDelay: effective.batchDelay,
+      workers: effective.workers,
       preferredBatchSizes: effective.preferredBatchSizes,
       maxQueueRows: Math.max(defaults.maxQueueSize, layout.maxBatchRows),
       layout,
@@ -313,6 +320,7 @@ function effectiveConfig(spec: VersionSpec, defaults: ServingDefaults, model: Mo
   return {
     maxBatchSize,
     maxQueueDelayUs: config?.dynamicBatching?.maxQueueDelayUs ?? defaults.maxQueueDelayUs,
+    batchDelay: config?.batchDelay ?? defaults.batchDelay,
     preferredBatchSizes: [...preferred].sort((a, b) => a - b),
     workers: Math.max(1, workers),
     executionProvider: provider,

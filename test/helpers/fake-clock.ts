@@ -12,7 +12,7 @@ interface FakeTimer {
 
 /**
  * Event-loop turns run at one instant before a callback that keeps queuing itself again is taken to be polling
- * for time to pass (the batcher polls waits under a millisecond so); the rest waits for the next advance().
+ * for time to pass; the rest waits for the next advance(). (The batcher no longer polls: a test can assert so.)
  */
 const TURNS_PER_INSTANT = 100;
 
@@ -38,8 +38,8 @@ export class FakeClock implements BatcherClock {
   }
 
   setTimer(callback: () => void, ms: number): TimerHandle {
-    // As setTimeout: anything under 1 ms waits 1 ms.
-    const timer: FakeTimer = { due: this.time + (ms >= 1 ? ms : 1), order: this.timersSet++, callback };
+    // As the system clock: any fraction of a millisecond (its fine timer), never less than no time at all.
+    const timer: FakeTimer = { due: this.time + Math.max(0, ms), order: this.timersSet++, callback };
     this.timers.push(timer);
     return timer;
   }

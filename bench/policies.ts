@@ -1,0 +1,229 @@
+// The batch delay policies side by side (`npm run bench:compare -- --only policies`): BATCH_DELAY=adaptive against
+// fixed delays of 0, 100 µs and 1 ms, MAX_BATCH_SIZE=1 and the do-nothing echo server, each a server of its own,
+// all running at once and taking turns under the same load: closed loop at 1, 8 and 64 calls in flight (small model),
+// 64 in flight on the heavy model, and Poisson arrivals at half the highest rate. Every figure is per round; the
+// ratios are taken within a round (the servers of a round ran seconds apart, on a shared machine whose speed drifts
+// by more than the differences sought) and their median is reported. Server CPU per call is from /proc, over each
+// run's measured window.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { GrpcH2Client } from './h2';
+import { runLoad, type LoadResult, type LoadSpec } from './load';
+import { latencyPlot, type PlotSeries } from './plot';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const ENTRY = path.join(ROOT, 'dist', 'src', 'main', 'index.js');
+const HEAVY_MODEL = path.join(ROOT, 'models', 'heavy.onnx');
+
+interface Server {
+  name: string;
+  port: number;
+  width: number;
+  child: ChildProcess;
+}
+
+/** One measured run: the load's result and the server's CPU per call over the same window. */
+export interface PolicyRun {
+  server: string;
+  load: string;
+  round: number;
+  result: LoadResult;
+  cpuUsPerCall: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** CPU time a process has used (user + system), in ms, from /proc (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+async function waitReady(server: Server): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    if (server.child.exitCode !== null) throw new Error(`${server.name} exited with ${server.child.exitCode}`);
+    const client = new GrpcH2Client(`127.0.0.1:${server.port}`);
+    const ok = await client.ready.then(() => true, () => false);
+    client.close();
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${server.name} did not listen on ${server.port}`);
+}
+
+function tickserve(name: string, port: number, env: Record<string, string>, width: number): Server {
+  const child = spawn(process.execPath, [ENTRY], {
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', METRICS_PORT: '0', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return { name, port, width, child };
+}
+
+/** `list` rotated by `by`: each round starts with another server, so that none always runs first (or after one). */
+const rotate = <T>(list: T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length]);
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+export interface PolicyOptions {
+  peers: string;
+  rounds: number;
+  durationS: number;
+  /** Where the plot goes (docs/bench). */
+  outDir: string;
+}
+
+/** The policies as servers: name and environment. */
+const SMALL: Array<[string, Record<string, string>]> = [
+  ['MAX_BATCH_SIZE=1', { MAX_BATCH_SIZE: '1', BATCH_DELAY: 'fixed', MAX_QUEUE_DELAY_US: '0' }],
+  ['adaptive (bound 100 µs)', { BATCH_DELAY: 'adaptive' }],
+  ['fixed 0', { BATCH_DELAY: 'fixed', MAX_QUEUE_DELAY_US: '0' }],
+  ['fixed 100 µs', { BATCH_DELAY: 'fixed', MAX_QUEUE_DELAY_US: '100' }],
+  ['fixed 1 ms', { BATCH_DELAY: 'fixed', MAX_QUEUE_DELAY_US: '1000' }],
+];
+
+export async function comparePolicies(options: PolicyOptions): Promise<{ runs: PolicyRun[]; markdown: string }> {
+  const servers: Server[] = SMALL.map(([name, env], i) => tickserve(name, 50201 + i, env, 17));
+  const heavy: Server[] = SMALL.slice(1).map(([name, env], i) => tickserve(`heavy ${name}`, 50211 + i, { ...env, MODEL_PATH: HEAVY_MODEL }, 256));
+  const echoPath = path.join(options.peers, 'echo-server.cjs');
+  let echo: Server | null = null;
+  if (existsSync(echoPath)) {
+    const child = spawn(process.execPath, [echoPath], { env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), PORT: '50220' }, stdio: 'ignore' });
+    echo = { name: 'echo (grpc-js, no model)', port: 50220, width: 17, child };
+  }
+  const all = [...(echo ? [echo] : []), ...servers, ...heavy];
+  const stopAll = () => all.forEach((s) => s.child.kill('SIGTERM'));
+  process.on('exit', stopAll);
+  try {
+    for (const s of all) await waitReady(s);
+    const runs: PolicyRun[] = [];
+    const measure = async (server: Server, load: string, round: number, spec: Partial<LoadSpec>): Promise<PolicyRun> => {
+      const warmupS = 0.5;
+      let cpuAtStart = NaN;
+      const result = await runLoad({
+        target: `127.0.0.1:${server.port}`,
+        rpc: 'unary',
+        concurrency: 1,
+        rate: 0,
+        poisson: false,
+        streams: 4,
+        rowsPerRequest: 1,
+        width: server.width,
+        warmupS,
+        durationS: options.durationS,
+        ...spec,
+        // The tick that starts the measured window reports progress in the same turn: the CPU count starts there.
+        onProgress: (fraction) => {
+          if (cpuAtStart !== cpuAtStart && fraction >= warmupS / (warmupS + (spec.durationS ?? options.durationS))) cpuAtStart = cpuMs(server.child.pid!);
+        },
+      });
+      const cpuUsPerCall = ((cpuMs(server.child.pid!) - cpuAtStart) * 1000) / Math.max(1, result.requests);
+      const run = { server: server.name, load, round, result, cpuUsPerCall };
+      process.stderr.write(`${load} ${server.name} round ${round}: ${result.requestsPerSecond.toFixed(0)}/s mean ${(result.latencyMs.mean * 1000).toFixed(0)} µs p99 ${(result.latencyMs.p99 * 1000).toFixed(0)} µs cpu ${cpuUsPerCall.toFixed(0)} µs/call batch ${result.server?.batchRowsMean.toFixed(1) ?? '-'}\n`);
+      runs.push(run);
+      return run;
+    };
+    const levels = [1, 8, 64];
+    // An unrecorded warm-up for every server (JIT, onnxruntime's first runs), then the rounds.
+    for (const s of all) await measure(s, 'warm-up', 0, { concurrency: 8, durationS: 1 });
+    runs.length = 0;
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const concurrency of levels) {
+        for (const s of rotate(concurrency === 1 && echo ? [echo, ...servers] : servers, round)) await measure(s, `c=${concurrency}`, round, { concurrency });
+      }
+      for (const s of rotate(heavy, round)) await measure(s, 'heavy c=64', round, { concurrency: 64 });
+    }
+    // Open loop at half the highest closed-loop rate any policy reached (its median round), Poisson arrivals.
+    const peak = Math.max(...servers.map((s) => median(runs.filter((r) => r.server === s.name && r.load === 'c=64').map((r) => r.result.requestsPerSecond))));
+    const half = Math.round(peak / 2 / 100) * 100;
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const s of rotate(servers, round)) await measure(s, `poisson ${half}/s`, round, { rate: half, poisson: true, durationS: options.durationS });
+    }
+    return { runs, markdown: report(runs, servers, heavy, echo, levels, half, options) };
+  } finally {
+    stopAll();
+    process.removeListener('exit', stopAll);
+  }
+}
+
+function report(runs: PolicyRun[], servers: Server[], heavy: Server[], echo: Server | null, levels: number[], half: number, options: PolicyOptions): string {
+  const of = (server: string, load: string) => runs.filter((r) => r.server === server && r.load === load).sort((a, b) => a.round - b.round);
+  const med = (server: string, load: string, pick: (r: PolicyRun) => number) => median(of(server, load).map(pick));
+  /** Median over rounds of server a's figure over server b's, both from the same round. */
+  const paired = (a: string, b: string, load: string, pick: (r: PolicyRun) => number) => {
+    const bs = of(b, load);
+    return median(of(a, load).map((r, i) => pick(r) / pick(bs[i])));
+  };
+  const rate = (r: PolicyRun) => r.result.requestsPerSecond;
+  const mean = (r: PolicyRun) => r.result.latencyMs.mean;
+  const p99 = (r: PolicyRun) => r.result.latencyMs.p99;
+  const cpu = (r: PolicyRun) => r.cpuUsPerCall;
+  const table = (load: string, list: Server[], baseline: string) => [
+    `| server | calls/s (each round) | calls/s vs ${baseline} | mean µs | p99 µs | CPU µs a call | CPU vs ${baseline} | batch rows |`,
+    '|---|---|---|---|---|---|---|---|',
+    ...list.map((s) => {
+      const rounds = of(s.name, load);
+      return `| ${s.name} | ${rounds.map((r) => rate(r).toFixed(0)).join(', ')} | ${paired(s.name, baseline, load, rate).toFixed(2)}× | ${(med(s.name, load, mean) * 1000).toFixed(0)} | ${(med(s.name, load, p99) * 1000).toFixed(0)} | ${med(s.name, load, cpu).toFixed(0)} | ${s.name.startsWith('echo') ? '-' : `${paired(s.name, baseline, load, cpu).toFixed(2)}×`} | ${rounds[0]?.result.server ? med(s.name, load, (r) => r.result.server?.batchRowsMean ?? 0).toFixed(1) : '-'} |`;
+    }),
+  ];
+  const [batchOne, adaptive] = [servers[0].name, servers[1].name];
+  const fixedNames = servers.slice(2).map((s) => s.name);
+  const bestFixed = (load: string, pick: (r: PolicyRun) => number, higher: boolean) =>
+    fixedNames.reduce((best, name) => ((higher ? med(name, load, pick) > med(best, load, pick) : med(name, load, pick) < med(best, load, pick)) ? name : best));
+  const lines: string[] = [];
+  const check = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const c1Rate = paired(adaptive, batchOne, 'c=1', rate);
+  const c1Cpu = paired(adaptive, batchOne, 'c=1', cpu);
+  lines.push('| target | measured | |', '|---|---|---|');
+  lines.push(`| c=1: adaptive ≥ 0.98× the calls/s of MAX_BATCH_SIZE=1, no more CPU a call | ${c1Rate.toFixed(2)}× calls/s, ${c1Cpu.toFixed(2)}× CPU a call | ${check(c1Rate >= 0.98 && c1Cpu <= 1.02)} |`);
+  if (echo) {
+    const rt = paired(adaptive, echo.name, 'c=1', mean);
+    const one = paired(batchOne, echo.name, 'c=1', mean);
+    lines.push(`| c=1: mean round trip ≤ 1.5× the echo server's | adaptive ${rt.toFixed(2)}× (MAX_BATCH_SIZE=1 ${one.toFixed(2)}×) | ${check(rt <= 1.5)} |`);
+  }
+  const sat = (load: string, list: string[], label: string) => {
+    const best = list.slice(1).reduce((b, n) => (med(n, load, rate) > med(b, load, rate) ? n : b), list[1]);
+    const r = paired(list[0], best, load, rate);
+    lines.push(`| ${label}: adaptive ≥ the best fixed delay (${best.replace(/^heavy /, '')}) | ${r.toFixed(2)}× | ${check(r >= 0.97)} (0.97: within the round-to-round noise) |`);
+  };
+  sat('c=64', [adaptive, ...fixedNames], 'saturation, small model (c=64)');
+  sat('heavy c=64', heavy.map((s) => s.name), 'saturation, heavy model (c=64)');
+  const poisson = `poisson ${half}/s`;
+  const bestP99 = bestFixed(poisson, p99, false);
+  const p99Ratio = paired(adaptive, bestP99, poisson, p99);
+  lines.push(`| Poisson at half the peak (${half}/s): adaptive p99 ≤ the best fixed delay's (${bestP99}) | ${(med(adaptive, poisson, p99) * 1000).toFixed(0)} vs ${(med(bestP99, poisson, p99) * 1000).toFixed(0)} µs: ${p99Ratio.toFixed(2)}× | ${check(p99Ratio <= 1.05)} (1.05: noise) |`);
+
+  const series: PlotSeries[] = servers.map((s) => ({
+    name: s.name,
+    points: levels.map((c) => ({ throughput: med(s.name, `c=${c}`, rate), p50Ms: med(s.name, `c=${c}`, (r) => r.result.latencyMs.p50), p99Ms: med(s.name, `c=${c}`, p99) })),
+  }));
+  writeFileSync(path.join(options.outDir, 'policies.svg'), latencyPlot('Predict, small model: latency vs load by batch delay policy (closed loop c = 1, 8, 64)', series, 'calls/s'));
+  writeFileSync(path.join(options.outDir, 'policies.json'), JSON.stringify(runs, null, 2));
+
+  return [
+    '## Batch delay policies',
+    '',
+    `Generated by \`npm run bench:compare -- --only policies\`: ${options.rounds} interleaved rounds, ${options.durationS} s a run after an unrecorded`,
+    'warm-up; every server runs at once and they take turns (each round starting with another). Ratios are within a',
+    'round, median over rounds. The load',
+    'generator (bench/load.ts, one Node process) shares the 2 cores with the servers, and the machine was shared with',
+    'other agents\' tests and benchmarks while this ran: read the ratios, not the absolute numbers. h2load was not',
+    'installed. CPU a call: the server process\'s user + system time (/proc, 10 ms ticks) over the measured window.',
+    '',
+    ...lines,
+    '',
+    ...levels.flatMap((c) => [`### Closed loop, c=${c}, small model`, '', ...table(`c=${c}`, c === 1 && echo ? [echo, ...servers] : servers, batchOne), '']),
+    '### Closed loop, c=64, heavy model',
+    '',
+    ...table('heavy c=64', heavy, heavy[1].name),
+    '',
+    `### Open loop, Poisson at ${half} calls/s (half the highest closed-loop rate), small model`,
+    '',
+    ...table(poisson, servers, batchOne),
+    '',
+    '![latency vs load by policy](bench/policies.svg)',
+    '',
+    'Raw runs: [bench/policies.json](bench/policies.json).',
+    '',
+  ].join('\n');
+}
