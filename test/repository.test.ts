@@ -263,6 +263,27 @@ describe('models that run one request at a time: variable dimensions, strings', 
   });
 });
 
+describe('latest N keeps what serves until every version it keeps is ready', () => {
+  it('a new version still being written, or failing to load, unloads nothing', async () => {
+    const root = writeRepository({ m: { config: 'version_policy: { latest { num_versions: 2 } }', versions: { '1': mlp(1), '2': mlp(2) } } });
+    const server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
+    try {
+      mkdirSync(path.join(root, 'm', '3'));
+      writeFileSync(path.join(root, 'm', '3', 'model.onnx'), 'not a model');
+      await server.server.rescan();
+      const states = server.server.models.index().map((s) => [s.version, s.state]);
+      assert.deepEqual(states, [['3', 'UNAVAILABLE'], ['2', 'READY'], ['1', 'READY']]);
+      assert.equal((await predict(server.client, { features: featuresFor(1, 1, 6), model_version: '1' })).reply.model_version, '1');
+      writeVersion(root, 'm', '3', mlp(3));
+      await server.server.rescan();
+      await server.server.models.settled();
+      assert.deepEqual(server.server.models.index().map((s) => [s.version, s.state]), [['3', 'READY'], ['2', 'READY']]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('routing without DEFAULT_MODEL', () => {
   it('an empty model_name with several models: NOT_FOUND saying model_name is required', async () => {
     const root = writeRepository({ a: { versions: { '1': mlp(1) } }, b: { versions: { '1': mlp(2) } } });
@@ -303,10 +324,17 @@ describe('startup refusals in a repository', () => {
     await expectRefused(
       { MODEL_PATH: '', MODEL_REPOSITORY: root },
       'MODEL_REPOSITORY',
-      /input "input" has dims \[7\] in the config \(max_batch_size 4: shape \[batch, 7\]\), shape \[batch, 6\] in the model/,
+      /input "input" has dims \[7\] in the config \(batching: shape \[batch, 7\]\), shape \[batch, 6\] in the model/,
     );
   });
 
+
+  it('declared tensors are checked even without max_batch_size', async () => {
+    const root = writeRepository({ m: { config: 'input [{ name: "nosuch" data_type: TYPE_FP32 dims: [6] }]', versions: { '1': mlp(1) } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root }, 'MODEL_REPOSITORY', /it declares input "nosuch", but the model's inputs are "input"/);
+    const wide = writeRepository({ m: { config: 'input [{ name: "input" data_type: TYPE_FP32 dims: [18] }]', versions: { '1': mlp(1) } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: wide }, 'MODEL_REPOSITORY', /input "input" has dims \[18\] in the config/);
+  });
 
   it('DEFAULT_MODEL that the repository lacks', async () => {
     const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
@@ -355,6 +383,18 @@ describe('reload on rescan (SIGHUP)', () => {
     );
     rmSync(path.join(root, 'm', '3'), { recursive: true });
     await server.server.rescan();
+  });
+
+  it('a config.pbtxt broken after loading: logged, shown in the index with the reason, and what serves keeps serving', async () => {
+    writeFileSync(path.join(root, 'm', 'config.pbtxt'), 'max_batch_size: 16\ndynamic_batching { max_queue_delay_microsecond: 5 }\n');
+    await server.server.rescan();
+    const states = server.server.models.index().filter((s) => s.model === 'm');
+    assert.ok(states.some((s) => s.version === '' && s.state === 'UNAVAILABLE' && /max_queue_delay_microsecond/.test(s.reason)), JSON.stringify(states));
+    assert.ok(states.some((s) => s.version === '2' && s.state === 'READY'));
+    assert.equal((await predict(server.client, { features: featuresFor(3, 1, 6) })).reply.model_version, '2');
+    rmSync(path.join(root, 'm', 'config.pbtxt'));
+    await server.server.rescan();
+    assert.ok(server.server.models.index().every((s) => s.version !== ''), 'the problem outlived its fix');
   });
 
   it('a removed model drains, then unloads; its calls get NOT_FOUND', async () => {

@@ -271,8 +271,9 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
           inputs: config.inputs,
           outputs: config.outputs,
         };
-  // With no max_batch_size in the config, whether the model batches is still the ONNX file's to say.
-  const declaredForCheck = declared !== null && declared.maxBatchSize < 0 ? null : declared;
+  // With no max_batch_size in the config (-1), whether the model batches is the ONNX file's to say; the declared
+  // tensors are checked all the same (model-info.ts).
+  const declaredForCheck = declared;
   const outputName = config?.outputs.length === 1 ? config.outputs[0].name : defaults.outputName;
   let model: ModelInfo;
   try {

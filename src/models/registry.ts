@@ -200,6 +200,8 @@ export class ModelRegistry {
     for (const [version] of entry.loading) put(version, 'LOADING', 'loading');
     for (const instance of entry.unloading) put(instance.version, 'UNLOADING', 'unloading: answering what it took');
     for (const [version, failure] of entry.failed) put(version, 'UNAVAILABLE', failure.reason);
+    // A refused config.pbtxt: a row of its own (no version), so that the index says why nothing new loads.
+    if (entry.problem !== null) put('', 'UNAVAILABLE', entry.problem);
     return [...states.values()].sort((a, b) => byVersionDescending(a.version, b.version));
   }
 
@@ -254,6 +256,11 @@ export class ModelRegistry {
     for (const model of desired) {
       const entry = this.entry(model.name);
       entry.wanted = true;
+      if (model.problem !== null && model.problem !== entry.problem) {
+        // A config.pbtxt refused after the model was loaded: what serves keeps serving; say so once per change.
+        this.logger.error({ model: model.name, reason: model.problem }, `model ${model.name} cannot be (re)loaded: ${model.problem}; what serves keeps serving`);
+        this.events.loaded({ model: model.name, version: '', outcome: 'failure', seconds: 0, reason: model.problem, initiator });
+      }
       entry.problem = model.problem;
       if (model.problem !== null) continue;
       for (const spec of model.versions) {
@@ -263,10 +270,12 @@ export class ModelRegistry {
         await this.loadVersion(entry, spec, initiator);
         if (this.closed) return;
       }
-      // Versions the policy no longer keeps go once one it keeps is ready; with no version kept at all, they go.
+      // Versions the policy no longer keeps go only once every version it keeps is ready: while one is still being
+      // written, or failed to load, what serves stays in place. With no version kept at all (the folders are
+      // gone), they go.
       const kept = new Set([...model.versions.map((v) => v.version), ...model.pending]);
-      const keptReady = [...entry.ready.keys()].some((v) => kept.has(v));
-      if (keptReady || kept.size === 0) {
+      const allKeptReady = [...kept].every((v) => entry.ready.has(v));
+      if (allKeptReady || kept.size === 0) {
         for (const [version, instance] of [...entry.ready]) {
           if (!kept.has(version)) this.retire(entry, instance, 'no longer kept by the version policy', initiator);
         }

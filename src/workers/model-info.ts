@@ -83,7 +83,7 @@ function datatypeOf(meta: ort.InferenceSession.ValueMetadata, role: string, mode
 }
 
 /** Refuses a config.pbtxt that contradicts the model, naming both shapes (or types). */
-function checkDeclared(session: ort.InferenceSession, declared: DeclaredSignature, modelPath: string): void {
+function checkDeclared(session: ort.InferenceSession, declared: DeclaredSignature, modelPath: string, batched: boolean): void {
   const refuse = (message: string): never => {
     throw new ModelRefused('MODEL_PATH', `${declared.file} contradicts ${modelPath}: ${message}`);
   };
@@ -100,10 +100,9 @@ function checkDeclared(session: ort.InferenceSession, declared: DeclaredSignatur
       if (actual !== tensor.dataType) refuse(`${role} "${tensor.name}" is ${tensor.dataType} in the config, ${actual} in the model`);
       if (!meta.isTensor) continue;
       const shape = meta.shape;
-      const batched = declared.maxBatchSize > 0;
       const declaredShape = batched ? ['batch', ...tensor.dims] : tensor.dims;
       const describe = () => `${role} "${tensor.name}" has dims ${formatShape(tensor.dims)} in the config` +
-        `${batched ? ` (max_batch_size ${declared.maxBatchSize}: shape ${formatShape(declaredShape)})` : ''}, shape ${formatShape(shape)} in the model`;
+        `${batched ? ` (batching: shape ${formatShape(declaredShape)})` : ''}, shape ${formatShape(shape)} in the model`;
       if (shape.length !== declaredShape.length) refuse(describe());
       if (batched && !isDynamic(shape[0])) refuse(`${describe()}: max_batch_size > 0 needs a dynamic first dimension`);
       for (let i = batched ? 1 : 0; i < shape.length; i++) {
@@ -164,16 +163,18 @@ export async function inspectModel(
   const session = await openSession(modelPath, provider, 1);
   try {
     const declared = options.declared ?? null;
-    if (declared !== null) checkDeclared(session, declared, modelPath);
     const inputs = session.inputMetadata.map((m) => m as Meta);
+    // max_batch_size in config.pbtxt decides batching; without it (-1), every input's first dimension dynamic does.
+    const autoBatches = inputs.every((m) => m.isTensor && m.shape.length >= 1 && isDynamic(m.shape[0]));
+    if (declared !== null) checkDeclared(session, declared, modelPath, declared.maxBatchSize < 0 ? autoBatches : declared.maxBatchSize > 0);
     const outputs = session.outputMetadata.map((m) => m as Meta);
     const inputTypes = inputs.map((m) => datatypeOf(m, 'input', modelPath));
     const outputTypes = outputs.map((m) => datatypeOf(m, 'output', modelPath));
     // Batching: as config.pbtxt says, else every input's first dimension dynamic. Without config.pbtxt a fixed
     // first dimension of 1 is the batch's too (one request at a time, a common PyTorch export); any other fixed
     // first dimension is refused: it cannot be a batch, and the model's inputs need config.pbtxt to say so.
-    const batches = declared !== null ? declared.maxBatchSize > 0 : inputs.every((m) => m.shape.length >= 1 && isDynamic(m.shape[0]));
-    if (declared === null && !batches) {
+    const batches = declared !== null && declared.maxBatchSize >= 0 ? declared.maxBatchSize > 0 : autoBatches;
+    if ((declared === null || declared.maxBatchSize < 0) && !batches) {
       for (const input of inputs) {
         if (input.shape.length >= 1 && !isDynamic(input.shape[0]) && input.shape[0] !== 1) {
           throw new ModelRefused(
@@ -186,7 +187,7 @@ export async function inspectModel(
       }
     }
     // Without config.pbtxt the first dimension is the batch's, even when fixed at 1: one output row per input row.
-    const batchAxis = batches || declared === null;
+    const batchAxis = batches || declared === null || declared.maxBatchSize < 0;
     for (const output of outputs) {
       const first = output.shape[0];
       if (batchAxis && (output.shape.length < 1 || (!isDynamic(first) && first !== 1))) {
