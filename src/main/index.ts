@@ -43,28 +43,30 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const logger = createLogger(config.logLevel);
   routeGrpcLogs(logger);
-  const telemetry = new Telemetry(config, logger);
-  // The metrics port first: it is known to be taken or not before the model spends seconds loading.
-  await telemetry.listen();
-  const server = await InferenceServer.create(config, logger, telemetry).catch((error: unknown) => {
-    throw modelFailure(config, error);
-  });
-  const port = await server.listen();
-  const models = server.models.index();
-  logger.info(
-    { config: { ...config, port }, models },
-    `tickserve serving ${models.map((m) => `${m.model} v${m.version}`).join(', ')} on ${config.host}:${port}`,
-  );
-  // SIGHUP: read the repository again (new, changed and removed versions), whatever the control mode.
-  process.on('SIGHUP', () => {
-    logger.info('SIGHUP: rescanning the model repository');
-    void server.rescan();
-  });
-
+  // Signals are handled from the start: loading a repository takes seconds, and a SIGHUP (a version just dropped
+  // in) or SIGTERM (a rollout) in that time must not kill the process with the signal's default action.
+  let server: InferenceServer | null = null;
+  let rescanWhenStarted = false;
   let stopping = false;
+  process.on('SIGHUP', () => {
+    if (config.modelRepository === null) {
+      logger.info('SIGHUP: no MODEL_REPOSITORY to rescan (MODEL_PATH serves one fixed model)');
+    } else if (server === null) {
+      logger.info('SIGHUP while starting: the repository is read again once startup ends');
+      rescanWhenStarted = true;
+    } else {
+      logger.info('SIGHUP: rescanning the model repository');
+      void server.rescan();
+    }
+  });
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    if (server === null) {
+      // Nothing accepted yet, nothing to drain.
+      logger.info({ signal }, 'stopped while starting');
+      process.exit(0);
+    }
     logger.info({ signal, graceMs: config.shutdownGraceMs }, 'draining');
     server.close().then(
       () => {
@@ -79,6 +81,21 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  const telemetry = new Telemetry(config, logger);
+  // The metrics port first: it is known to be taken or not before the model spends seconds loading.
+  await telemetry.listen();
+  const created = await InferenceServer.create(config, logger, telemetry).catch((error: unknown) => {
+    throw modelFailure(config, error);
+  });
+  const port = await created.listen();
+  server = created;
+  const models = created.models.index();
+  logger.info(
+    { config: { ...config, port }, models },
+    `tickserve serving ${models.map((m) => `${m.model} v${m.version}`).join(', ')} on ${config.host}:${port}`,
+  );
+  if (rescanWhenStarted) void created.rescan();
 }
 
 main().catch((error: unknown) => {
