@@ -5,20 +5,24 @@ import { parseArgs } from 'node:util';
 import { integerValue, listValue, numberValue, runCli, usageErrors, UsageError } from '../src/client/args';
 import { runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot } from './plot';
-import { csv, describeLoad, markdownTable, progressBar } from './report';
+import { csv, describeLoad, markdownTable, progressBar, rpcName } from './report';
 
 export const USAGE = `usage: npm run bench -- [options]
 
   --target HOST:PORT       server (default 127.0.0.1:50051)
-  --rpc unary|stream       Predict or StreamPredict (default unary)
+  --api seed|v2            seed: inference.ModelService (Predict, StreamPredict); v2: the Open Inference Protocol's
+                           ModelInfer, ModelStreamInfer (FP32 input "input" [rows, width] in raw_input_contents,
+                           model "default") (default seed)
+  --rpc unary|stream       a unary call (Predict, ModelInfer) or a stream (StreamPredict, ModelStreamInfer) (default unary)
   --concurrency 1,8,32     closed loop: requests in flight, one run per value (default 1,4,16,64)
   --rate N[,N...]          open loop: requests a second, one run per value (overrides --concurrency)
   --poisson                open loop with exponential gaps (default: constant)
-  --streams N              StreamPredict calls the load is spread over (default 4)
+  --streams N              streams the load is spread over (default 4)
   --rows N                 rows per request (default 1)
   --width N                features per row of the served model (default 17, the default model)
   --duration S --warmup S  seconds measured, and seconds of warm-up before (default 5 and 1)
   --gzip                   send requests gzip-compressed
+  --server-pid PID         the server's process, on this machine: report its CPU µs per answer (from /proc)
   --json FILE --csv FILE --svg FILE   write the results, and a latency-vs-throughput plot
   -h, --help               this text
 
@@ -38,6 +42,7 @@ export type BenchCommand =
 
 const OPTIONS = {
   target: { type: 'string', default: '127.0.0.1:50051' },
+  api: { type: 'string', default: 'seed' },
   rpc: { type: 'string', default: 'unary' },
   concurrency: { type: 'string', default: '1,4,16,64' },
   rate: { type: 'string' },
@@ -48,6 +53,7 @@ const OPTIONS = {
   width: { type: 'string', default: '17' },
   duration: { type: 'string', default: '5' },
   warmup: { type: 'string', default: '1' },
+  'server-pid': { type: 'string' },
   json: { type: 'string' },
   csv: { type: 'string' },
   svg: { type: 'string' },
@@ -58,7 +64,8 @@ const OPTIONS = {
 export function parseBenchArgs(args: string[]): BenchCommand {
   const { values } = usageErrors(() => parseArgs({ args, options: OPTIONS, strict: true }));
   if (values.help) return { command: 'help' };
-  const rpc = values.rpc;
+  const { api, rpc } = values;
+  if (api !== 'seed' && api !== 'v2') throw new UsageError(`--api must be seed or v2, got "${api}"`);
   if (rpc !== 'unary' && rpc !== 'stream') throw new UsageError(`--rpc must be unary or stream, got "${rpc}"`);
   const loads =
     values.rate !== undefined
@@ -69,6 +76,7 @@ export function parseBenchArgs(args: string[]): BenchCommand {
     loads,
     spec: {
       target: values.target,
+      api,
       rpc,
       poisson: values.poisson,
       gzip: values.gzip,
@@ -77,6 +85,7 @@ export function parseBenchArgs(args: string[]): BenchCommand {
       width: integerValue('width', values.width, 1),
       warmupS: numberValue('warmup', values.warmup, { atLeast: 0 }),
       durationS: numberValue('duration', values.duration, { above: 0 }),
+      ...(values['server-pid'] !== undefined ? { serverPid: integerValue('server-pid', values['server-pid'], 1) } : {}),
     },
     json: values.json,
     csv: values.csv,
@@ -93,11 +102,14 @@ async function main(args: string[]): Promise<number> {
   const { spec } = command;
   const results: Array<{ name: string; result: LoadResult }> = [];
   for (const load of command.loads) {
-    const label = load.rate > 0 ? `${spec.rpc} rate=${load.rate}` : `${spec.rpc} c=${load.concurrency}`;
+    const label = load.rate > 0 ? `${rpcName(spec)} rate=${load.rate}` : `${rpcName(spec)} c=${load.concurrency}`;
     const result = await runLoad({ ...spec, ...load, onProgress: progressBar(label) });
     results.push({ name: spec.target, result });
   }
   console.log(markdownTable(results));
+  for (const { result } of results) {
+    if (result.serverCpuUsPerRequest !== null) console.log(`${describeLoad(result)}: server CPU ${result.serverCpuUsPerRequest.toFixed(1)} µs an answer`);
+  }
   if (command.json) writeFileSync(command.json, JSON.stringify(results, null, 2));
   if (command.csv) writeFileSync(command.csv, csv(results));
   if (command.svg) {

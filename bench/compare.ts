@@ -9,19 +9,32 @@
 //   --out FILE         the Markdown report (default docs/BENCHMARKS.md)
 //   --only policies    only the batch delay policies side by side (bench/policies.ts), into its own section
 //   --rounds N         rounds of the policy comparison (default 3)
+//   --only v2          only the KServe v2 comparison (ModelInfer against Predict, ModelStreamInfer against
+//                      StreamPredict, one server, interleaved rounds): replaces its section of the report
+//   --only telemetry   only the telemetry cost, printed;  --only plots   redraw the plots from results.json
+import type * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { encodeRequests, runLoad, type LoadResult, type LoadSpec } from './load';
+import { decodePredictRequest, encodeResponse, encodeVersionField } from '../src/main/codec';
+import { encodeInferResponse, encodeStreamInferResponse, inferRequestDeserializer } from '../src/main/kserve/codec';
+import { KSERVE_PROTO_OPTIONS, KSERVE_PROTO_PATH } from '../src/main/kserve/service';
+import type { ModelInferRequest } from '../src/main/kserve/tensors';
+import { INFERENCE_SERVICE } from '../src/main/telemetry';
+import { encodeRequests, processCpuMs, runLoad, type Api, type LoadResult, type LoadSpec } from './load';
 import { GrpcH2Client } from './h2';
+import { encodeInferRequests } from './v2';
 import { latencyPlot, type PlotSeries } from './plot';
 import { comparePolicies } from './policies';
-import { csv, markdownTable, progressBar } from './report';
+import { replaceSection } from './reload';
+import { csv, markdownTable, progressBar, rpcName } from './report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ENTRY = path.join(ROOT, 'dist', 'src', 'main', 'index.js');
@@ -105,11 +118,7 @@ function medianRun(results: H2loadResult[]): H2loadResult {
   return { ...sorted[Math.floor(sorted.length / 2)], rounds: results.map((r) => r.messagesPerSecond) };
 }
 
-/** CPU time a process has used (user + system), in ms, from /proc (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime: fields 14 and 15 of stat
-}
+const cpuMs = processCpuMs;
 
 /** h2load against one server: unary with -c 8 -m 32, or streams of 100 messages each. */
 function h2load(target: Target, rpc: 'unary' | 'stream', quick: boolean): H2loadResult {
@@ -297,6 +306,293 @@ function ratio(a: number, b: number): string {
   return b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a';
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// KServe v2 against ModelService (`--only v2`)
+
+const V2_HEADING = '## KServe v2 against ModelService';
+/**
+ * Measured rounds of the v2 comparison (after one unmeasured warm-up round), and the seconds measured in each run.
+ * Many short rounds rather than a few long ones: the two runs of a pair are then seconds apart, closer in time than
+ * most swings of this shared machine's load, and a round that one hits is one of nine.
+ */
+const V2_ROUNDS = 9;
+const V2_QUICK_ROUNDS = 3;
+const V2_DURATION_S = 3;
+/** Unary calls in flight; stream messages in flight, spread over V2_STREAMS calls (a window of 64 each). */
+const V2_UNARY_CONCURRENCY = 64;
+const V2_STREAM_CONCURRENCY = 256;
+const V2_STREAMS = 4;
+/** The issue's targets: v2's calls/s (messages/s) at least this fraction of ModelService's, in the same run. */
+const V2_TARGET = 0.9;
+/** Calls of each codec step timed, for each API (in CODEC_BATCHES batches). */
+const CODEC_MESSAGES = 200_000;
+
+type Pair = Record<Api, LoadResult>;
+
+interface V2Round {
+  /** The API that ran first in this round's pairs; the other went first in the next round. */
+  first: Api;
+  unary: Pair;
+  stream: Pair;
+}
+
+/** ns a message for one codec step: ModelService's codec, v2's generic protobufjs codec, and v2's as served. */
+interface CodecTiming {
+  what: string;
+  seedNs: number;
+  genericNs: number;
+  servedNs: number;
+}
+
+interface V2Comparison {
+  startedAt: string;
+  seconds: number;
+  quick: boolean;
+  loadAverageStart: number[];
+  loadAverageEnd: number[];
+  warmupS: number;
+  durationS: number;
+  rounds: V2Round[];
+  codec: CodecTiming[];
+}
+
+/** A TCP port nothing listens on now (several agents run benchmarks on this machine; fixed ports collide). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Batches each codec step is timed in, the codecs' batches taking turns. */
+const CODEC_BATCHES = 10;
+
+/**
+ * Nanoseconds a call takes, for each of `bodies`, timed in batches of `count / CODEC_BATCHES` calls that take turns,
+ * after an unmeasured batch each (JIT warm-up). Each figure is the fastest batch's: on this shared machine another
+ * process can only make a batch slower, so the fastest is the one least disturbed.
+ */
+function nsPerCall(count: number, bodies: Array<(i: number) => unknown>): number[] {
+  const perBatch = Math.ceil(count / CODEC_BATCHES);
+  let kept = 0;
+  const batch = (body: (i: number) => unknown) => {
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < perBatch; i++) if (body(i) !== undefined) kept++;
+    return Number(process.hrtime.bigint() - started) / perBatch;
+  };
+  bodies.forEach(batch);
+  const fastest = bodies.map(() => Infinity);
+  for (let b = 0; b < CODEC_BATCHES; b++) bodies.forEach((body, i) => (fastest[i] = Math.min(fastest[i], batch(body))));
+  if (kept < 0) console.log(kept); // keeps the results observable, so that no call is optimised away
+  return fastest;
+}
+
+/**
+ * What each API's wire codec costs the server per message, in this process: ModelService's (src/main/codec.ts),
+ * GRPCInferenceService's as served (src/main/kserve/codec.ts, which hands what it does not read to the generic one),
+ * and proto-loader's generic protobufjs codec that v2 used before, on the bench's own requests and on answers of the
+ * server's shape (5 float32 predictions, version "1"). The v2 answer is built the way infer.ts builds it, so that its
+ * object building is counted too.
+ */
+function codecTimings(quick: boolean): CodecTiming[] {
+  const generic = protoLoader.loadSync(KSERVE_PROTO_PATH, KSERVE_PROTO_OPTIONS)[INFERENCE_SERVICE] as grpc.ServiceDefinition;
+  const count = quick ? CODEC_MESSAGES / 10 : CODEC_MESSAGES;
+  const unframe = (framed: Buffer[]) => framed.map((f) => f.subarray(5));
+  const seedRequests = unframe(encodeRequests(17, 1, 64));
+  const v2Requests = unframe(encodeInferRequests(17, 1, 64));
+  const predictions = Buffer.from(Float32Array.from([0.1, 0.2, 0.3, 0.2, 0.2]).buffer);
+  const versionField = encodeVersionField('1');
+  const fields = { latencyMs: 0.4, versionField, batchRows: 12, queueUs: 80, computeUs: 120, error: null };
+  const inferResponse = () => ({
+    model_name: 'default',
+    model_version: '1',
+    id: '',
+    outputs: [{ name: 'output', datatype: 'FP32', shape: [1, 5] }],
+    raw_output_contents: [Buffer.from(predictions)],
+  });
+  const genericDecode = generic.ModelInfer.requestDeserialize as (bytes: Buffer) => ModelInferRequest;
+  const servedDecode = inferRequestDeserializer(genericDecode);
+  const seedEncode = () => encodeResponse(predictions, 0, predictions.length, fields);
+  const step = (what: string, bodies: Array<(i: number) => unknown>): CodecTiming => {
+    const [seedNs, genericNs, servedNs] = nsPerCall(count, bodies);
+    return { what, seedNs, genericNs, servedNs };
+  };
+  return [
+    step('request decode (PredictRequest; ModelInferRequest)', [
+      (i) => decodePredictRequest(seedRequests[i & 63]),
+      (i) => genericDecode(v2Requests[i & 63]),
+      (i) => servedDecode(v2Requests[i & 63]),
+    ]),
+    step('unary answer encode (PredictResponse; ModelInferResponse, built as infer.ts builds it)', [
+      seedEncode,
+      () => generic.ModelInfer.responseSerialize(inferResponse()),
+      () => encodeInferResponse(inferResponse()),
+    ]),
+    step('stream answer encode (PredictResponse; ModelStreamInferResponse, likewise)', [
+      seedEncode,
+      () => generic.ModelStreamInfer.responseSerialize({ error_message: '', infer_response: inferResponse() }),
+      () => encodeStreamInferResponse({ error_message: '', infer_response: inferResponse() }),
+    ]),
+  ];
+}
+
+/**
+ * One tickserve (default config) driven by the bench's generator with both APIs in turn: Predict then ModelInfer
+ * (or the other way round, alternating by round) at the same concurrency, then StreamPredict and ModelStreamInfer
+ * at the same window. Interleaving puts both APIs of a pair under the same disturbances of this shared machine, so
+ * the ratio is taken within each round and the median of those is the figure reported.
+ */
+async function v2Comparison(quick: boolean): Promise<V2Comparison> {
+  const startedAt = new Date();
+  const loadAverageStart = os.loadavg();
+  const durationS = quick ? 1.5 : V2_DURATION_S;
+  const warmupS = quick ? 0.5 : 1;
+  const server = startTickserve('tickserve', await freePort(), {}, 17);
+  process.on('exit', () => server.process.kill('SIGTERM'));
+  try {
+    await waitReady(server.port, server.process, server.name);
+    const run = (api: Api, rpc: 'unary' | 'stream', label: string, short: boolean): Promise<LoadResult> => {
+      const spec: LoadSpec = {
+        target: `127.0.0.1:${server.port}`,
+        api,
+        rpc,
+        concurrency: rpc === 'unary' ? V2_UNARY_CONCURRENCY : V2_STREAM_CONCURRENCY,
+        rate: 0,
+        poisson: false,
+        streams: V2_STREAMS,
+        rowsPerRequest: 1,
+        width: 17,
+        warmupS: short ? 0.5 : warmupS,
+        durationS: short ? 1 : durationS,
+        serverPid: server.process.pid!,
+      };
+      return runLoad({ ...spec, onProgress: progressBar(`${rpcName(spec)} ${label}`) });
+    };
+    const pair = async (rpc: 'unary' | 'stream', first: Api, label: string, short: boolean): Promise<Pair> => {
+      const second: Api = first === 'seed' ? 'v2' : 'seed';
+      const a = await run(first, rpc, label, short);
+      const b = await run(second, rpc, label, short);
+      return { [first]: a, [second]: b } as Pair;
+    };
+    // A round unmeasured first: the first calls of each kind pay for the server's JIT warm-up.
+    await pair('unary', 'seed', 'warm-up', true);
+    await pair('stream', 'seed', 'warm-up', true);
+    const rounds: V2Round[] = [];
+    const count = quick ? V2_QUICK_ROUNDS : V2_ROUNDS;
+    for (let round = 0; round < count; round++) {
+      const first: Api = round % 2 === 0 ? 'seed' : 'v2';
+      const label = `round ${round + 1} of ${count}`;
+      const unary = await pair('unary', first, label, false);
+      const stream = await pair('stream', first, label, false);
+      rounds.push({ first, unary, stream });
+    }
+    await stopAndWait(server);
+    process.stderr.write('codec timings\n');
+    const codec = codecTimings(quick);
+    return {
+      startedAt: startedAt.toISOString(),
+      seconds: (Date.now() - startedAt.getTime()) / 1000,
+      quick,
+      loadAverageStart,
+      loadAverageEnd: os.loadavg(),
+      warmupS,
+      durationS,
+      rounds,
+      codec,
+    };
+  } finally {
+    server.process.kill('SIGTERM');
+  }
+}
+
+const errorCount = (r: LoadResult) => Object.values(r.errors).reduce((a, b) => a + b, 0);
+const errorText = (r: LoadResult) => Object.entries(r.errors).map(([code, n]) => `${code}: ${n}`).join(', ') || '0';
+
+function v2Markdown(c: V2Comparison): string {
+  const loads = (l: number[]) => l.map((v) => v.toFixed(2)).join(' / ');
+  const cpus = os.cpus();
+  const command = `npm run bench:compare -- --only v2${c.quick ? ' --quick' : ''}`;
+  const check = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const sections = (['unary', 'stream'] as const).map((rpc) => {
+    const pairs = c.rounds.map((r) => r[rpc]);
+    const throughput = pairs.map((p) => p.v2.requestsPerSecond / p.seed.requestsPerSecond);
+    const cpu = pairs.map((p) => (p.v2.serverCpuUsPerRequest ?? NaN) / (p.seed.serverCpuUsPerRequest ?? NaN));
+    const errors = pairs.reduce((n, p) => n + errorCount(p.v2) + errorCount(p.seed), 0);
+    const names = rpc === 'unary' ? { seed: 'Predict', v2: 'ModelInfer', unit: 'calls/s' } : { seed: 'StreamPredict', v2: 'ModelStreamInfer', unit: 'messages/s' };
+    return { rpc, pairs, throughput, cpu, errors, names };
+  });
+  const lines = [
+    V2_HEADING,
+    '',
+    `Generated by \`${command}\` on ${c.startedAt.slice(0, 16).replace('T', ' ')} UTC; the run took ${(c.seconds / 60).toFixed(1)} min.`,
+    `Machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version};`,
+    `load average (1/5/15 min) ${loads(c.loadAverageStart)} at the start and ${loads(c.loadAverageEnd)} at the end. The machine was shared:`,
+    'other agents\' tests and benchmarks used its two cores during the run, and the load generator runs on them too,',
+    'so absolute figures swing from round to round; read the ratios, which are taken within each round.',
+    '',
+    'One tickserve process with the default config (`MODEL_PATH` unset: models/default.onnx, 17 features → 5 classes,',
+    'served as model "default"), serving both APIs on one port, driven by the bench\'s generator (`bench/load.ts` over',
+    'raw HTTP/2, `npm run bench -- --api seed|v2`). Requests are encoded once before the run: PredictRequests as',
+    'packed features; ModelInferRequests with protobufjs from proto/grpc_service.proto, model "default", one FP32',
+    'input "input" of shape [1, 17] in raw_input_contents, no outputs named (all answered). A call counts as failed',
+    'on a grpc-status other than OK, a stream message on a non-empty error_message (ModelStreamInfer) or an error',
+    `field (StreamPredict). Unary: ${V2_UNARY_CONCURRENCY} calls in flight; streams: ${V2_STREAMS} calls with ${V2_STREAM_CONCURRENCY / V2_STREAMS} messages in flight each.`,
+    `Each run: ${c.warmupS} s warm-up, ${c.durationS} s measured. After a warm-up round, ${c.rounds.length} rounds; in each, the two APIs of a pair`,
+    'run back to back, ModelService first in odd rounds and v2 first in even ones. Server CPU is the server process\'s',
+    'user + system time (/proc/<pid>/stat) over the measured seconds, per answer. p50/p99 are at the client (v2',
+    'answers carry no server timings).',
+    '',
+    '| target | median of the rounds\' ratios | each round | server CPU an answer, v2 / seed (median) | |',
+    '|---|---|---|---|---|',
+    ...sections.map(({ throughput, cpu, names }) => {
+      const m = median(throughput);
+      return `| ${names.v2} ≥ ${V2_TARGET}× ${names.seed}'s ${names.unit} | ${m.toFixed(2)}× | ${throughput.map((v) => `${v.toFixed(2)}×`).join(', ')} | ${median(cpu).toFixed(2)}× | ${check(m >= V2_TARGET)} |`;
+    }),
+    '',
+  ];
+  for (const { pairs, throughput, cpu, names, errors } of sections) {
+    lines.push(
+      `| round | first | ${names.seed} ${names.unit} | p50 / p99 ms | CPU µs | ${names.v2} ${names.unit} | p50 / p99 ms | CPU µs | v2 / seed ${names.unit} | v2 / seed CPU | errors |`,
+      '|---|---|---|---|---|---|---|---|---|---|---|',
+      ...pairs.map((p, i) => {
+        const cells = (r: LoadResult) => [r.requestsPerSecond.toFixed(0), `${r.latencyMs.p50.toFixed(3)} / ${r.latencyMs.p99.toFixed(3)}`, (r.serverCpuUsPerRequest ?? NaN).toFixed(1)];
+        const errorCell = errorCount(p.seed) + errorCount(p.v2) === 0 ? '0' : `${names.seed} ${errorText(p.seed)}; ${names.v2} ${errorText(p.v2)}`;
+        return `| ${i + 1} | ${c.rounds[i].first === 'seed' ? names.seed : names.v2} | ${cells(p.seed).join(' | ')} | ${cells(p.v2).join(' | ')} | ${throughput[i].toFixed(2)}× | ${cpu[i].toFixed(2)}× | ${errorCell} |`;
+      }),
+      (() => {
+        const med = (api: Api) => {
+          const runs = pairs.map((p) => p[api]);
+          return [
+            median(runs.map((r) => r.requestsPerSecond)).toFixed(0),
+            `${median(runs.map((r) => r.latencyMs.p50)).toFixed(3)} / ${median(runs.map((r) => r.latencyMs.p99)).toFixed(3)}`,
+            median(runs.map((r) => r.serverCpuUsPerRequest ?? NaN)).toFixed(1),
+          ];
+        };
+        return `| median | | ${med('seed').join(' | ')} | ${med('v2').join(' | ')} | ${median(throughput).toFixed(2)}× | ${median(cpu).toFixed(2)}× | ${errors} |`;
+      })(),
+      '',
+    );
+  }
+  lines.push(
+    'What the wire codecs cost the server per message, timed in the bench\'s process after the rounds, on the bench\'s',
+    'requests and on answers of the server\'s shape (5 float32s): ModelService\'s codec (src/main/codec.ts); v2\'s as',
+    'served (src/main/kserve/codec.ts, which reads the common form of request itself and hands any other to the',
+    'generic codec); and proto-loader\'s generic protobufjs codec, which v2 used for every message before.',
+    `${(c.quick ? CODEC_MESSAGES / 10 : CODEC_MESSAGES).toLocaleString('en')} calls of each in ${CODEC_BATCHES} batches, the codecs' batches taking turns; each figure is the fastest batch's mean`,
+    '(the least disturbed by the machine\'s other work).',
+    '',
+    '| codec step | ModelService ns | v2 as served ns | v2 generic protobufjs ns |',
+    '|---|---|---|---|',
+    ...c.codec.map((t) => `| ${t.what} | ${t.seedNs.toFixed(0)} | ${t.servedNs.toFixed(0)} | ${t.genericNs.toFixed(0)} |`),
+    '',
+  );
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -324,6 +620,15 @@ async function main(): Promise<void> {
     writePlots(outDir, saved.results);
     return;
   }
+  if (values.only === 'v2') {
+    const comparison = await v2Comparison(values.quick!);
+    const section = v2Markdown(comparison);
+    const existing = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '';
+    writeFileSync(values.out!, replaceSection(existing, V2_HEADING, section));
+    process.stdout.write(`${section}\nwrote ${path.relative(process.cwd(), values.out!)} (section "${V2_HEADING.slice(3)}")\n`);
+    return;
+  }
+  if (values.only !== '' && values.only !== 'telemetry') throw new Error(`--only must be v2, telemetry or plots, got "${values.only}"`);
   if (values.only === 'telemetry') {
     for (const cost of await telemetryCost(values.quick!)) {
       const exported = cost.exported ? `; ${cost.exported.spans} spans received for ${cost.rpcs} calls and streams` : '';
@@ -596,11 +901,12 @@ async function main(): Promise<void> {
     'Raw results: [bench/results.json](bench/results.json), [bench/results.csv](bench/results.csv).',
     '',
   ].join('\n');
-  // Sections other tools write into the same file (bench:reload's "## Reload under load") are kept as they are.
+  // Sections written by other runs into the same file (`--only v2`'s, bench:reload's) are kept as they are.
   const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '';
-  const kept = /\n## Reload under load\n[\s\S]*?(?=\n## |$)/.exec(previous)?.[0] ?? '';
-  const policies = /\n## Batch delay policies\n[\s\S]*?(?=\n## |$)/.exec(previous)?.[0] ?? '';
-  writeFileSync(values.out!, report.trimEnd() + '\n' + kept + policies);
+  const kept = [V2_HEADING, '## Reload under load', '## Batch delay policies']
+    .map((heading) => new RegExp(`\\n${heading}\\n[\\s\\S]*?(?=\\n## |$)`).exec(previous)?.[0] ?? '')
+    .join('');
+  writeFileSync(values.out!, report.trimEnd() + '\n' + kept);
   console.log(targetsTable.join('\n'));
   console.log(`\nwrote ${path.relative(process.cwd(), values.out!)}`);
 }

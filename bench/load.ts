@@ -1,20 +1,27 @@
 // The load generator: closed loop (a fixed number of requests in flight) and open loop (a request rate, constant or
-// Poisson), for Predict and StreamPredict. It sends pre-encoded request bytes and reads only the few response bytes
-// it needs, so that the client spends as little of the shared CPU as it can. In open loop, latency counts from the
-// intended send time, so a server that stalls cannot hide its tail (no coordinated omission).
+// Poisson), for Predict and StreamPredict, or the Open Inference Protocol's ModelInfer and ModelStreamInfer (v2.ts).
+// It sends pre-encoded request bytes and reads only the few response bytes it needs, so that the client spends as
+// little of the shared CPU as it can. In open loop, latency counts from the intended send time, so a server that
+// stalls cannot hide its tail (no coordinated omission).
 import { status } from '@grpc/grpc-js';
 import * as hdr from 'hdr-histogram-js';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { frame, frameGzip, GrpcH2Client, type CallEnd } from './h2';
 import type { TickerMessage, TickerOptions } from './ticker';
+import { encodeInferRequests, MODEL_INFER, MODEL_STREAM_INFER, streamAnswerOk } from './v2';
 import { WIRE_FIXED32, WIRE_VARINT, WireReader } from './wire';
 
 export type Rpc = 'unary' | 'stream';
+/** seed: inference.ModelService (Predict, StreamPredict); v2: GRPCInferenceService (ModelInfer, ModelStreamInfer). */
+export type Api = 'seed' | 'v2';
 
 export interface LoadSpec {
   target: string;
+  /** Which service's calls to send (default seed). */
+  api?: Api;
   rpc: Rpc;
   /** Closed loop: requests in flight (for streams: spread over `streams`). Ignored when `rate` is set. */
   concurrency: number;
@@ -31,6 +38,8 @@ export interface LoadSpec {
   width: number;
   warmupS: number;
   durationS: number;
+  /** The server's process id, when it runs on this machine: its CPU time over the measured seconds is reported. */
+  serverPid?: number;
   /** Called about 4 times a second with the fraction done and the running request rate. */
   onProgress?: (fraction: number, requestsPerSecond: number) => void;
 }
@@ -46,9 +55,15 @@ export interface LoadResult {
   latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
   errors: Record<string, number>;
   /**
+   * CPU time (user + system) the server process spent per answer over the measured seconds, in µs, from
+   * /proc/<serverPid>/stat; null without serverPid. Counts every answer, failures included, as they cost CPU too.
+   */
+  serverCpuUsPerRequest: number | null;
+  /**
    * Server-side figures, from the answers' fields (batch rows, queue and compute also from unary trailers); absent
-   * where the server sends none. `serverUs`: the answer's latency_ms, the server's own time from receipt of the
-   * request to its result, so the client-observed latency minus this is transport, scheduling and the client.
+   * where the server sends none, as for ModelInfer and ModelStreamInfer. `serverUs`: the answer's latency_ms, the
+   * server's own time from receipt of the request to its result, so the client-observed latency minus this is
+   * transport, scheduling and the client.
    */
   server: {
     batchRowsMean: number;
@@ -63,6 +78,43 @@ export interface LoadResult {
 
 const PREDICT = '/inference.ModelService/Predict';
 const STREAM_PREDICT = '/inference.ModelService/StreamPredict';
+
+/** How one service's calls go on the wire: their paths, their requests, and how an answer's bytes are read. */
+interface ApiWire {
+  unaryPath: string;
+  streamPath: string;
+  encode(width: number, rows: number, gzip: boolean): Buffer[];
+  /**
+   * Reads what the generator needs of one answer into `figures` (see readFigures; zeros where the answer has none);
+   * false when the answer reports a failure. Null: nothing to read (a unary call's status is in its trailers).
+   */
+  unaryAnswer: ((bytes: Buffer, figures: number[]) => boolean) | null;
+  streamAnswer: (bytes: Buffer, figures: number[]) => boolean;
+}
+
+const WIRES: Record<Api, ApiWire> = {
+  seed: {
+    unaryPath: PREDICT,
+    streamPath: STREAM_PREDICT,
+    encode: (width, rows, gzip) => encodeRequests(width, rows, 64, gzip),
+    // Batch rows, queue and compute come from the trailers; the server's own latency only from the answer.
+    unaryAnswer: readFigures,
+    streamAnswer: readFigures,
+  },
+  v2: {
+    unaryPath: MODEL_INFER,
+    streamPath: MODEL_STREAM_INFER,
+    encode: (width, rows, gzip) => encodeInferRequests(width, rows, 64, gzip),
+    unaryAnswer: null,
+    streamAnswer: (bytes) => streamAnswerOk(bytes),
+  },
+};
+
+/** CPU time a process has used (user + system), in ms, from /proc (clock ticks of 10 ms). */
+export function processCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime: fields 14 and 15 of stat
+}
 
 /** Distinct pre-encoded, framed PredictRequests (packed features, batch_size), cycled through by the generator. */
 export function encodeRequests(width: number, rows: number, variants = 64, gzip = false): Buffer[] {
@@ -177,15 +229,20 @@ export function openLoop(rate: number, poisson: boolean, isStopped: () => boolea
 export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const client = new GrpcH2Client(spec.target, spec.gzip ?? false);
   await client.ready;
-  const requests = encodeRequests(spec.width, spec.rowsPerRequest, 64, spec.gzip ?? false);
+  const wire = WIRES[spec.api ?? 'seed'];
+  const requests = wire.encode(spec.width, spec.rowsPerRequest, spec.gzip ?? false);
   const recorder = new Recorder();
   let stopped = false;
-  const stop = spec.rpc === 'unary' ? unaryLoad(client, spec, requests, recorder, () => stopped) : streamLoad(client, spec, requests, recorder, () => stopped);
+  const isStopped = () => stopped;
+  const stop =
+    spec.rpc === 'unary' ? unaryLoad(client, spec, wire, requests, recorder, isStopped) : streamLoad(client, spec, wire, requests, recorder, isStopped);
+  const cpuNow = () => (spec.serverPid === undefined ? 0 : processCpuMs(spec.serverPid));
 
   const totalS = spec.warmupS + spec.durationS;
   const started = performance.now();
   let measureStart = 0;
   let measureDone = 0;
+  let cpuAtStart = 0;
   await new Promise<void>((resolve) => {
     let lastDone = 0;
     let lastAt = started;
@@ -196,6 +253,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         recorder.measuring = true;
         measureStart = now;
         measureDone = recorder.done;
+        cpuAtStart = cpuNow();
       }
       spec.onProgress?.(Math.min(1, elapsedS / totalS), ((recorder.done - lastDone) * 1000) / (now - lastAt));
       lastDone = recorder.done;
@@ -208,6 +266,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   });
   const seconds = (performance.now() - measureStart) / 1000;
   const completed = recorder.done - measureDone;
+  const cpuMs = cpuNow() - cpuAtStart;
   recorder.measuring = false;
   stopped = true;
   await stop();
@@ -233,6 +292,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
       mean: ms(h.mean),
     },
     errors: recorder.errors,
+    serverCpuUsPerRequest: spec.serverPid === undefined ? null : (cpuMs * 1000) / Math.max(1, completed),
     server:
       recorder.figures === 0
         ? null
@@ -254,6 +314,7 @@ const statusName = (code: number) => (code === -1 ? 'BROKEN_STREAM' : (status[co
 function unaryLoad(
   client: GrpcH2Client,
   spec: LoadSpec,
+  wire: ApiWire,
   requests: Buffer[],
   recorder: Recorder,
   isStopped: () => boolean,
@@ -264,9 +325,9 @@ function unaryLoad(
   const send = (intendedAt: number, closedLoop: boolean) => {
     inFlight++;
     const request = requests[sent++ % requests.length];
-    // Batch rows, queue and compute come from the trailers; the server's own latency only from the answer.
     const answer = [0, 0, 0, 0];
-    const onAnswer = (bytes: Buffer) => readFigures(bytes, answer);
+    const read = wire.unaryAnswer;
+    const onAnswer = read === null ? ignoreAnswer : (bytes: Buffer) => read(bytes, answer);
     const onEnd = ({ code, trailers }: CallEnd) => {
       inFlight--;
       if (code !== 0) recorder.error(statusName(code));
@@ -277,7 +338,7 @@ function unaryLoad(
       if (closedLoop && !isStopped()) send(performance.now(), true);
       else if (inFlight === 0 && onIdle) onIdle();
     };
-    client.open(PREDICT, onAnswer, onEnd).end(request);
+    client.open(wire.unaryPath, onAnswer, onEnd).end(request);
   };
 
   if (spec.rate > 0) {
@@ -288,7 +349,9 @@ function unaryLoad(
   return () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve)));
 }
 
-/** One StreamPredict call of the load: answers come back in order, so its send times form a FIFO. */
+const ignoreAnswer = () => {};
+
+/** One StreamPredict or ModelStreamInfer call of the load: answers come back in order, so its send times form a FIFO. */
 class StreamDriver {
   private readonly sentAt: number[] = [];
   private head = 0;
@@ -298,6 +361,7 @@ class StreamDriver {
 
   constructor(
     client: GrpcH2Client,
+    wire: ApiWire,
     offset: number,
     private readonly requests: Buffer[],
     recorder: Recorder,
@@ -313,11 +377,11 @@ class StreamDriver {
         this.sentAt.splice(0, this.head);
         this.head = 0;
       }
-      if (readFigures(bytes, figures)) recorder.ok(performance.now() - intendedAt, figures[0], figures[1], figures[2], figures[3]);
+      if (wire.streamAnswer(bytes, figures)) recorder.ok(performance.now() - intendedAt, figures[0], figures[1], figures[2], figures[3]);
       else recorder.error('MESSAGE_ERROR');
       if (closedLoop()) this.send(performance.now());
     };
-    this.call = client.open(STREAM_PREDICT, onMessage, ({ code }) => {
+    this.call = client.open(wire.streamPath, onMessage, ({ code }) => {
       if (code !== 0) recorder.error(statusName(code));
       resolveEnded();
     });
@@ -337,12 +401,13 @@ class StreamDriver {
 function streamLoad(
   client: GrpcH2Client,
   spec: LoadSpec,
+  wire: ApiWire,
   requests: Buffer[],
   recorder: Recorder,
   isStopped: () => boolean,
 ): () => Promise<void> {
   const closedLoop = () => spec.rate === 0 && !isStopped();
-  const drivers = Array.from({ length: spec.streams }, (_, s) => new StreamDriver(client, s, requests, recorder, closedLoop));
+  const drivers = Array.from({ length: spec.streams }, (_, s) => new StreamDriver(client, wire, s, requests, recorder, closedLoop));
   if (spec.rate > 0) {
     let turn = 0;
     openLoop(spec.rate, spec.poisson, isStopped, (intendedAt) => drivers[turn++ % drivers.length].send(intendedAt));

@@ -1,11 +1,17 @@
 // Results as a table for people, and as JSON and CSV for tools.
-import type { LoadResult } from './load';
+import type { LoadResult, LoadSpec } from './load';
 
 const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
 
+/** "unary" or "stream" for ModelService's calls (as the tables have always said), the method's name for v2's. */
+export function rpcName(spec: Pick<LoadSpec, 'api' | 'rpc'>): string {
+  if (spec.api !== 'v2') return spec.rpc;
+  return spec.rpc === 'unary' ? 'ModelInfer' : 'ModelStreamInfer';
+}
+
 export function describeLoad(r: LoadResult): string {
   const load = r.spec.rate > 0 ? `${r.spec.poisson ? 'poisson' : 'constant'} ${r.spec.rate}/s` : `c=${r.spec.concurrency}`;
-  return `${r.spec.rpc} ${load} rows=${r.spec.rowsPerRequest}`;
+  return `${rpcName(r.spec)} ${load} rows=${r.spec.rowsPerRequest}`;
 }
 
 const COLUMNS = ['target', 'load', 'req/s', 'rows/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors', 'batch rows', 'queue µs p50/p99', 'compute µs p50/p99', 'server µs p50/p99'];

@@ -1,14 +1,18 @@
 // The load generator behind `npm run bench`, against a real server: closed loop, open loop (its worker-thread
-// ticker), both RPCs, and the server's own figures read back from trailers and answer fields. Then its command line.
+// ticker), both RPCs of both APIs (ModelService; the v2 ModelInfer and ModelStreamInfer), failures counted, and the
+// server's own figures read back from trailers and answer fields. Then its command line.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import protobuf from 'protobufjs';
 import { parseBenchArgs } from '../bench/cli';
 import { runLoad, type LoadResult, type LoadSpec } from '../bench/load';
-import { csv, markdownTable } from '../bench/report';
+import { csv, describeLoad, markdownTable } from '../bench/report';
+import { encodeInferRequests, streamAnswerOk } from '../bench/v2';
 import { UsageError } from '../src/client/args';
+import { KSERVE_PROTO_OPTIONS, KSERVE_PROTO_PATH } from '../src/main/kserve/service';
 import { startServer, type TestServer } from './helpers/server';
 
 const CLI = path.join(__dirname, '..', 'bench', 'cli.js');
@@ -70,6 +74,38 @@ describe('the bench load generator', () => {
     assertServerFigures(result);
   });
 
+  it('ModelInfer, closed loop: every call answered; no server figures (v2 answers carry none); server CPU read', async () => {
+    const result = await load({ api: 'v2', concurrency: 4, serverPid: process.pid });
+    assert.deepEqual(result.errors, {});
+    assert.ok(result.requests > 50, `only ${result.requests} calls in a second`);
+    assert.equal(result.server, null);
+    // The server runs in this process here, so its CPU includes the client's: only its presence is checked.
+    assert.ok(result.serverCpuUsPerRequest !== null && result.serverCpuUsPerRequest > 0);
+    assert.match(describeLoad(result), /^ModelInfer c=4 rows=1$/);
+  });
+
+  it('ModelStreamInfer, closed loop and open loop: every message answered', async () => {
+    const closed = await load({ api: 'v2', rpc: 'stream', concurrency: 16 });
+    assert.deepEqual(closed.errors, {});
+    assert.ok(closed.requests > 100, `only ${closed.requests} messages in a second`);
+    assert.equal(closed.serverCpuUsPerRequest, null);
+    const open = await load({ api: 'v2', rpc: 'stream', rate: 1000 });
+    assert.deepEqual(open.errors, {});
+    assert.ok(Math.abs(open.requestsPerSecond - 1000) < 200, `asked for 1000/s, measured ${open.requestsPerSecond.toFixed(0)}/s`);
+  });
+
+  it('counts refused v2 calls by status, and stream messages answered with an error_message', async () => {
+    // 16 features where the model takes 17: every request is refused (INVALID_ARGUMENT), none answered OK.
+    const unary = await load({ api: 'v2', width: 16, durationS: 0.5 });
+    assert.ok((unary.errors.INVALID_ARGUMENT ?? 0) > 10, JSON.stringify(unary.errors));
+    assert.deepEqual(Object.keys(unary.errors), ['INVALID_ARGUMENT']);
+    assert.equal(unary.requestsPerSecond, 0);
+    const stream = await load({ api: 'v2', rpc: 'stream', width: 16, durationS: 0.5 });
+    assert.ok((stream.errors.MESSAGE_ERROR ?? 0) > 10, JSON.stringify(stream.errors));
+    assert.deepEqual(Object.keys(stream.errors), ['MESSAGE_ERROR']);
+    assert.equal(stream.requestsPerSecond, 0);
+  });
+
   it('reports a table and CSV with the server columns', async () => {
     const result = await load({ concurrency: 2, durationS: 0.3 });
     const table = markdownTable([{ name: 'tickserve', result }]).split('\n');
@@ -83,12 +119,52 @@ describe('the bench load generator', () => {
   });
 });
 
+describe('the bench\'s v2 wire', () => {
+  const root = new protobuf.Root().loadSync(KSERVE_PROTO_PATH, { keepCase: true });
+  const request = root.lookupType('inference.ModelInferRequest');
+  const streamResponse = root.lookupType('inference.ModelStreamInferResponse');
+
+  it('encodes ModelInferRequests as the proto reads them: FP32 [rows, width] in raw_input_contents, framed', () => {
+    const framed = encodeInferRequests(17, 3, 4);
+    assert.equal(framed.length, 4);
+    for (const [v, bytes] of framed.entries()) {
+      assert.equal(bytes[0], 0);
+      assert.equal(bytes.readUInt32BE(1), bytes.length - 5);
+      const decoded = request.toObject(request.decode(bytes.subarray(5)), { ...KSERVE_PROTO_OPTIONS, longs: Number }) as Record<string, unknown>;
+      const raw = (decoded.raw_input_contents as Buffer[])[0];
+      assert.deepEqual({ ...decoded, raw_input_contents: [] }, {
+        model_name: 'default',
+        model_version: '',
+        id: '',
+        parameters: {},
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [3, 17], parameters: {}, contents: null }],
+        outputs: [],
+        raw_input_contents: [],
+      });
+      assert.equal(raw.length, 3 * 17 * 4);
+      assert.equal(raw.readFloatLE(4 * 5), Math.fround(Math.sin(v * 31.7 + 5 * 0.37)));
+    }
+  });
+
+  it('reads a stream answer as failed only when its error_message is set', () => {
+    const encode = (value: object) => Buffer.from(streamResponse.encode(streamResponse.fromObject(value)).finish());
+    const answer = { model_name: 'default', model_version: '1', outputs: [{ name: 'output', datatype: 'FP32', shape: [1, 5] }], raw_output_contents: [Buffer.alloc(20)] };
+    assert.equal(streamAnswerOk(encode({ infer_response: answer })), true);
+    assert.equal(streamAnswerOk(encode({ error_message: '', infer_response: answer })), true);
+    assert.equal(streamAnswerOk(Buffer.alloc(0)), true);
+    assert.equal(streamAnswerOk(encode({ error_message: 'input "input": shape [1,16] sent', infer_response: { id: '7' } })), false);
+    // Field order on the wire is the encoder's choice: an error after the answer is still read.
+    const reordered = Buffer.concat([encode({ infer_response: answer }), encode({ error_message: 'late' })]);
+    assert.equal(streamAnswerOk(reordered), false);
+  });
+});
+
 describe('the bench command line', () => {
   it('reads the defaults: a closed-loop sweep of unary calls', () => {
     assert.deepEqual(parseBenchArgs([]), {
       command: 'run',
       loads: [1, 4, 16, 64].map((concurrency) => ({ rate: 0, concurrency })),
-      spec: { target: '127.0.0.1:50051', rpc: 'unary', poisson: false, gzip: false, streams: 4, rowsPerRequest: 1, width: 17, warmupS: 1, durationS: 5 },
+      spec: { target: '127.0.0.1:50051', api: 'seed', rpc: 'unary', poisson: false, gzip: false, streams: 4, rowsPerRequest: 1, width: 17, warmupS: 1, durationS: 5 },
       json: undefined,
       csv: undefined,
       svg: undefined,
@@ -102,7 +178,17 @@ describe('the bench command line', () => {
     assert.equal(command.spec.poisson, true);
   });
 
+  it('--api v2 sends ModelInfer or ModelStreamInfer; --server-pid reads that process\'s CPU', () => {
+    const command = parseBenchArgs(['--api', 'v2', '--rpc', 'stream', '--server-pid', '1234']);
+    assert.ok(command.command === 'run');
+    assert.equal(command.spec.api, 'v2');
+    assert.equal(command.spec.rpc, 'stream');
+    assert.equal(command.spec.serverPid, 1234);
+  });
+
   const bad: Array<[string[], RegExp]> = [
+    [['--api', 'kserve'], /^--api must be seed or v2, got "kserve"$/],
+    [['--server-pid', '0'], /^--server-pid must be an integer >= 1, got "0"$/],
     [['--concurrency', 'abc'], /^--concurrency must be an integer >= 1, got "abc"$/],
     [['--concurrency', '1,0'], /^--concurrency must be an integer >= 1, got "0"$/],
     [['--concurrency', '4,'], /^--concurrency must be an integer >= 1, got ""$/],

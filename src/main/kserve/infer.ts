@@ -1,6 +1,7 @@
 // ModelInfer and ModelStreamInfer: a v2 request is routed to a version, admitted (tensors.ts), and enqueued into
 // the same batcher as ModelService's requests to that version (the two APIs share batches). Answers carry
-// raw_output_contents, as Triton's do: one entry per requested output, copied out of the batch's memory.
+// raw_output_contents, as Triton's do: one entry per requested output, encoded (codec.ts) straight from the batch's
+// memory while complete() runs, so the calls' serializers pass the bytes through.
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
@@ -10,9 +11,10 @@ import { resourceExhausted, toServingError, unavailable, type ServingError } fro
 import { clientDeadline, requestDeadline, SHUTTING_DOWN, type HandlerContext } from '../handlers/context';
 import { streamHandler, type Drainable, type StreamProtocol } from '../stream-session';
 import { INFERENCE_SERVICE } from '../telemetry';
+import { encodeInferResponse, encodeStreamInferResponse } from './codec';
 import { admitInfer, type AdmittedInfer, type ModelInferRequest } from './tensors';
 
-/** A ModelInferResponse as the generic codec encodes it. */
+/** A ModelInferResponse as the handlers build it for codec.ts to encode. */
 export interface ModelInferResponse {
   model_name: string;
   model_version: string;
@@ -21,7 +23,10 @@ export interface ModelInferResponse {
   raw_output_contents: Buffer[];
 }
 
-/** The answer to one request: its rows of each requested output, copied (the batch's memory is reused). */
+/**
+ * The answer to one request: its rows of each requested output, as views into the batch's memory, which is reused
+ * once complete() returns (batcher.ts): encode it before then.
+ */
 export function inferResponse(
   model: ModelInstance,
   id: string,
@@ -41,7 +46,7 @@ export function inferResponse(
     const start = whole ? 0 : firstRow * outputs.rowBytes[index];
     const end = whole ? bytes.length : start + rows * outputs.rowBytes[index];
     response.outputs.push({ name: spec.name, datatype: spec.datatype, shape: whole ? [...shape] : [rows, ...shape.slice(1)] });
-    response.raw_output_contents.push(Buffer.from(bytes.subarray(start, end)));
+    response.raw_output_contents.push(bytes.subarray(start, end));
   }
   return response;
 }
@@ -62,7 +67,7 @@ class InferRequest implements BatchRequest {
     private readonly id: string,
     readonly deadline: number,
     private readonly receivedAt: number,
-    private readonly callback: sendUnaryData<ModelInferResponse>,
+    private readonly callback: sendUnaryData<Buffer>,
     private readonly context: HandlerContext,
     readonly spanContext: SpanContext | undefined,
   ) {
@@ -72,7 +77,7 @@ class InferRequest implements BatchRequest {
   }
 
   complete(outputs: BatchOutputs, firstRow: number, _batch: BatchFigures): void {
-    this.callback(null, inferResponse(this.model, this.id, this.admitted.outputs, outputs, firstRow, this.rows));
+    this.callback(null, encodeInferResponse(inferResponse(this.model, this.id, this.admitted.outputs, outputs, firstRow, this.rows)));
     this.context.telemetry.callEnded(METHOD, status.OK, performance.now() - this.receivedAt, '', this.spanContext, 1, INFERENCE_SERVICE);
   }
 
@@ -84,7 +89,7 @@ class InferRequest implements BatchRequest {
 
 export function modelInferHandler(context: HandlerContext) {
   const { models, telemetry } = context;
-  return (call: ServerUnaryCall<ModelInferRequest, ModelInferResponse>, callback: sendUnaryData<ModelInferResponse>) => {
+  return (call: ServerUnaryCall<ModelInferRequest, Buffer>, callback: sendUnaryData<Buffer>) => {
     const receivedAt = performance.now();
     const spanContext = telemetry.spanContextOf(call.metadata);
     const refuse = (error: unknown) => {
@@ -122,13 +127,9 @@ interface StreamExtra {
 
 /**
  * ModelStreamInfer, Triton's semantics: answers in the order received with `id` echoed; a failed request gets
- * `error_message` and the stream stays open. `encode` is the generic ModelStreamInferResponse serializer.
+ * `error_message` and the stream stays open.
  */
-export function modelStreamInferHandler(
-  context: HandlerContext,
-  sessions: Set<Drainable>,
-  encode: (response: { error_message: string; infer_response: ModelInferResponse | null }) => Buffer,
-) {
+export function modelStreamInferHandler(context: HandlerContext, sessions: Set<Drainable>) {
   const protocol: StreamProtocol<ModelInferRequest, StreamExtra> = {
     service: INFERENCE_SERVICE,
     method: 'ModelStreamInfer',
@@ -146,7 +147,7 @@ export function modelStreamInferHandler(
     },
     encodeAnswer(slot, outputs, firstRow) {
       const extra = slot.extra!;
-      return encode({ error_message: '', infer_response: inferResponse(slot.target!, extra.id, extra.outputs, outputs, firstRow, slot.rows) });
+      return encodeStreamInferResponse({ error_message: '', infer_response: inferResponse(slot.target!, extra.id, extra.outputs, outputs, firstRow, slot.rows) });
     },
     encodeFailure(slot, error) {
       const request = slot.request;
@@ -157,7 +158,7 @@ export function modelStreamInferHandler(
         outputs: [],
         raw_output_contents: [],
       };
-      return encode({ error_message: error.message, infer_response: infer });
+      return encodeStreamInferResponse({ error_message: error.message, infer_response: infer });
     },
   };
   return streamHandler(context, sessions, protocol);

@@ -13,7 +13,9 @@ import { toServingError, unimplemented } from '../errors';
 import type { HandlerContext } from '../handlers/context';
 import type { Drainable } from '../stream-session';
 import { INFERENCE_SERVICE } from '../telemetry';
+import { inferRequestDeserializer } from './codec';
 import { modelInferHandler, modelStreamInferHandler } from './infer';
+import type { ModelInferRequest } from './tensors';
 
 export const KSERVE_PROTO_PATH = path.join(PACKAGE_ROOT, 'proto', 'grpc_service.proto');
 
@@ -171,11 +173,15 @@ function modelStatistics(model: ModelInstance) {
 export function addKserveService(server: grpc.Server, context: HandlerContext, sessions: Set<Drainable>, host: KserveHost): protoLoader.PackageDefinition {
   const packageDefinition = protoLoader.loadSync(KSERVE_PROTO_PATH, KSERVE_PROTO_OPTIONS);
   const generic = packageDefinition[INFERENCE_SERVICE] as grpc.ServiceDefinition;
-  // The stream's answers are encoded by the session (in order, with flow control), so its serializer passes bytes.
-  const encodeStream = generic.ModelStreamInfer.responseSerialize as (value: object) => Buffer;
+  // Inference requests in the common form take codec.ts, other requests the generic codec, as every other RPC does.
+  // Inference answers are encoded by their handlers (codec.ts, from the batch's memory; the stream's in order, with
+  // flow control), so those serializers pass the bytes through.
+  const decodeInfer = inferRequestDeserializer(generic.ModelInfer.requestDeserialize as (bytes: Buffer) => ModelInferRequest);
+  const passThrough = (encoded: Buffer) => encoded;
   const definition: grpc.ServiceDefinition = {
     ...generic,
-    ModelStreamInfer: { ...generic.ModelStreamInfer, responseSerialize: (encoded: Buffer) => encoded },
+    ModelInfer: { ...generic.ModelInfer, requestDeserialize: decodeInfer, responseSerialize: passThrough },
+    ModelStreamInfer: { ...generic.ModelStreamInfer, requestDeserialize: decodeInfer, responseSerialize: passThrough },
   };
   const { models } = context;
   const ready = (name: string, version: string) => {
@@ -205,7 +211,7 @@ export function addKserveService(server: grpc.Server, context: HandlerContext, s
       };
     }),
     ModelInfer: modelInferHandler(context),
-    ModelStreamInfer: modelStreamInferHandler(context, sessions, (response) => encodeStream(response)),
+    ModelStreamInfer: modelStreamInferHandler(context, sessions),
     ModelConfig: unary(context, 'ModelConfig', (r: { name: string; version: string }) => ({ config: effectiveModelConfig(models.resolve(r.name, r.version)) })),
     ModelStatistics: unary(context, 'ModelStatistics', (r: { name: string; version: string }) => {
       const chosen = r.name === '' ? [...models.instances()] : r.version === '' ? [...models.instances()].filter((i) => i.name === models.resolve(r.name, '').name) : [models.resolve(r.name, r.version)];

@@ -128,56 +128,78 @@ function packContents(tensor: InferInputTensor, datatype: Datatype, elements: nu
   }
 }
 
-/** Checks `request` against `model`; throws a ServingError naming the tensor and what is wrong. */
+/** The shape a model's input takes, as refusals print it: -1 for the batch dimension and variable ones. */
+const expectedShape = (spec: TensorSpec, batches: boolean) => (batches ? [-1, ...spec.dims] : [...spec.dims]);
+
+/** Whether `shape` fits `spec`: its rank, and every dimension a safe integer ≥ 0 that equals any fixed one. */
+function fitsShape(shape: readonly number[], spec: TensorSpec, batches: boolean): boolean {
+  const offset = batches ? 1 : 0;
+  if (shape.length !== spec.dims.length + offset) return false;
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    const expected = i < offset ? -1 : spec.dims[i - offset];
+    if (!Number.isSafeInteger(d) || d < 0 || (expected >= 0 && d !== expected)) return false;
+  }
+  return true;
+}
+
+/**
+ * Checks `request` against `model`; throws a ServingError naming the tensor and what is wrong. This runs for every
+ * v2 request, so it loops over the arrays it has rather than building new ones, and composes a refusal's text only
+ * when it throws one.
+ */
 export function admitInfer(request: ModelInferRequest, model: ModelInstance): AdmittedInfer {
+  const { parameters } = request;
   for (const name of SEQUENCE_PARAMETERS) {
-    if (request.parameters[name] !== undefined) {
+    if (parameters[name] !== undefined) {
       throw invalidArgument(`parameter "${name}": stateful sequences are not served yet (model "${model.name}" has no sequence batcher)`);
     }
   }
   let timeoutMs = Infinity;
-  const timeout = request.parameters.timeout;
+  const timeout = parameters.timeout;
   if (timeout !== undefined) {
     const us = parameterNumber(timeout);
     if (!Number.isFinite(us) || us < 0) throw invalidArgument('parameter "timeout" must be a number of microseconds, 0 or more');
     if (us > 0) timeoutMs = us / 1000;
   }
   const { signature } = model;
+  const specs = signature.inputs;
+  const sent = request.inputs;
   const raw = request.raw_input_contents;
-  const typed = request.inputs.filter((t) => t.contents !== null).map((t) => t.name);
-  if (raw.length > 0 && typed.length > 0) {
-    throw invalidArgument(`raw_input_contents is used, so no input may carry contents too; input "${typed[0]}" does`);
-  }
-  if (raw.length > 0 && raw.length !== request.inputs.length) {
-    throw invalidArgument(`raw_input_contents has ${raw.length} entries for ${request.inputs.length} inputs; one per input, in order`);
+  if (raw.length > 0) {
+    for (const tensor of sent) {
+      if (tensor.contents !== null) throw invalidArgument(`raw_input_contents is used, so no input may carry contents too; input "${tensor.name}" does`);
+    }
+    if (raw.length !== sent.length) {
+      throw invalidArgument(`raw_input_contents has ${raw.length} entries for ${sent.length} inputs; one per input, in order`);
+    }
   }
   const byName = new Map<string, number>();
-  request.inputs.forEach((tensor, i) => {
-    if (byName.has(tensor.name)) throw invalidArgument(`input "${tensor.name}" is given twice`);
-    byName.set(tensor.name, i);
-  });
-  const expectedNames = signature.inputs.map((t) => `"${t.name}"`).join(', ');
-  for (const tensor of request.inputs) {
-    if (!signature.inputs.some((t) => t.name === tensor.name)) {
-      throw invalidArgument(`unknown input "${tensor.name}": model "${model.name}" takes ${expectedNames}`);
-    }
+  for (let i = 0; i < sent.length; i++) {
+    if (byName.has(sent[i].name)) throw invalidArgument(`input "${sent[i].name}" is given twice`);
+    byName.set(sent[i].name, i);
+  }
+  const expectedNames = () => specs.map((t) => `"${t.name}"`).join(', ');
+  for (const tensor of sent) {
+    let known = false;
+    for (const spec of specs) if (spec.name === tensor.name) known = true;
+    if (!known) throw invalidArgument(`unknown input "${tensor.name}": model "${model.name}" takes ${expectedNames()}`);
   }
   const inputs: Buffer[] = [];
   const shapes: number[][] = [];
   let rows = -1;
-  signature.inputs.forEach((spec: TensorSpec) => {
+  let fixed = true;
+  for (const spec of specs) {
     const at = byName.get(spec.name);
-    if (at === undefined) throw invalidArgument(`missing input "${spec.name}": model "${model.name}" takes ${expectedNames}`);
-    const tensor = request.inputs[at];
+    if (at === undefined) throw invalidArgument(`missing input "${spec.name}": model "${model.name}" takes ${expectedNames()}`);
+    const tensor = sent[at];
     if (!isDatatype(tensor.datatype) || tensor.datatype !== spec.datatype) {
       throw invalidArgument(`input "${spec.name}": datatype ${tensor.datatype || '(empty)'} sent, the model takes ${spec.datatype}`);
     }
     const shape = tensor.shape.map(Number);
-    const expected = signature.batches ? [-1, ...spec.dims] : spec.dims;
-    const describe = () => `input "${spec.name}": shape ${formatShape(shape)} sent, the model takes ${formatShape(expected)} (-1: any)`;
-    if (shape.length !== expected.length || shape.some((d, i) => !Number.isSafeInteger(d) || d < 0 || (expected[i] >= 0 && d !== expected[i]))) {
-      throw invalidArgument(describe());
-    }
+    const describe = () =>
+      `input "${spec.name}": shape ${formatShape(shape)} sent, the model takes ${formatShape(expectedShape(spec, signature.batches))} (-1: any)`;
+    if (!fitsShape(shape, spec, signature.batches)) throw invalidArgument(describe());
     if (signature.batches) {
       const batch = shape[0];
       if (batch < 1) throw invalidArgument(`${describe()}: the batch dimension must be at least 1`);
@@ -206,16 +228,18 @@ export function admitInfer(request: ModelInferRequest, model: ModelInstance): Ad
     }
     inputs.push(bytes);
     shapes.push(shape);
-  });
+    if (spec.datatype === 'BYTES') fixed = false;
+    for (const d of spec.dims) if (d < 0) fixed = false;
+  }
   const outputs: number[] = [];
-  if (request.outputs.length === 0) signature.outputs.forEach((_, i) => outputs.push(i));
+  if (request.outputs.length === 0) for (let i = 0; i < signature.outputs.length; i++) outputs.push(i);
   for (const requested of request.outputs) {
-    const index = signature.outputs.findIndex((o) => o.name === requested.name);
+    let index = -1;
+    for (let i = 0; i < signature.outputs.length && index < 0; i++) if (signature.outputs[i].name === requested.name) index = i;
     if (index < 0) {
       throw invalidArgument(`unknown output "${requested.name}": model "${model.name}" answers ${signature.outputs.map((o) => `"${o.name}"`).join(', ')}`);
     }
     outputs.push(index);
   }
-  const fixed = signature.inputs.every((t) => t.datatype !== 'BYTES' && t.dims.every((d) => d >= 0));
   return { inputs, rows: signature.batches ? rows : 1, shapes: fixed ? null : shapes, outputs, timeoutMs };
 }
