@@ -351,10 +351,27 @@ describe('client command line', () => {
       headers: {},
       features: [1, 2.5],
       batchSize: 2,
+      modelName: '',
       modelVersion: '',
       deadlineMs: 250,
     });
-    assert.deepEqual(parseCommandLine(['replay', '--target', 'h:1', '--csv', csvFile]), { command: 'replay', target: 'h:1', gzip: false, headers: {}, csv: csvFile, rate: 0 });
+    assert.deepEqual(parseCommandLine(['replay', '--target', 'h:1', '--csv', csvFile]), {
+      command: 'replay',
+      target: 'h:1',
+      gzip: false,
+      headers: {},
+      csv: csvFile,
+      rate: 0,
+      modelName: '',
+      modelVersion: '',
+    });
+  });
+
+  it('--model and --model-version name the model and version on predict and replay', () => {
+    const predict = parseCommandLine(['predict', '--features', '1', '--model', 'fx', '--model-version', '3']);
+    assert.deepEqual([predict.command, 'modelName' in predict && predict.modelName, 'modelVersion' in predict && predict.modelVersion], ['predict', 'fx', '3']);
+    const replay = parseCommandLine(['replay', '--csv', csvFile, '--model', 'rates']);
+    assert.deepEqual(['modelName' in replay && replay.modelName], ['rates']);
   });
 
   const bad: Array<[string[], RegExp]> = [

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { encodeModel, mlpGraph, type MlpSpec } from '../scripts/onnx-writer';
+import { TickClient } from '../src/client';
 import { ConfigError, StartupError } from '../src/main/config';
 import { InferenceServer } from '../src/main/server';
 import { Telemetry } from '../src/main/telemetry';
@@ -294,6 +295,15 @@ describe('routing without DEFAULT_MODEL', () => {
         grpc.status.NOT_FOUND,
         /model_name is required: this server serves "a", "b" \(DEFAULT_MODEL is not set\)/,
       );
+      // The TypeScript client names the model.
+      const client = new TickClient({ target: server.address });
+      try {
+        const features = featuresFor(1, 1, 6);
+        const answer = await client.predict({ features, modelName: 'b' });
+        assertNear(answer.predictions, await reference(path.join(root, 'b', '1', 'model.onnx'), features), 'b');
+      } finally {
+        client.close();
+      }
     } finally {
       await server.close();
     }

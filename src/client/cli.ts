@@ -16,11 +16,11 @@ import { inputsFromJson, outputToJson } from './v2-json';
 
 export const USAGE = `usage: npm run client -- <command> [options]
 
-  predict --features 0.1,0.2,... [--batch-size N] [--model-version V] [--deadline-ms MS]
+  predict --features 0.1,0.2,... [--model NAME] [--batch-size N] [--model-version V] [--deadline-ms MS]
       One Predict call of N rows (default 1) of features, row-major, with a deadline (default 5000 ms). Prints the
       predictions, one output row a line, comma-separated.
 
-  replay --csv FILE [--rate N]
+  replay --csv FILE [--rate N] [--model NAME] [--model-version V]
       Streams each CSV row (features only; blank lines skipped; a first line that is not numbers is a header)
       through one StreamPredict call, N rows a second (default 0: as fast as the server takes them). Prints one
       line per row, in input order: its predictions comma-separated, or ERROR <CODE>: <message> (a row that is not
@@ -34,7 +34,7 @@ export const USAGE = `usage: npm run client -- <command> [options]
 
   load NAME [--deadline-ms MS]
   unload NAME [--deadline-ms MS]
-      Loads (or reloads) or unloads a model, waiting up to 60000 ms by default. Prints "loaded NAME".
+      Loads (or reloads) or unloads a model, waiting up to 60000 ms by default. Prints "loaded NAME" or "unloaded NAME".
 
   metadata NAME [--model-version V] [--deadline-ms MS]
       The model's metadata as JSON: versions, platform, inputs and outputs (name, datatype, shape; -1: variable).
@@ -68,8 +68,8 @@ interface Connection {
 
 export type Command =
   | { command: 'help' }
-  | ({ command: 'predict'; features: number[]; batchSize: number; modelVersion: string; deadlineMs: number } & Connection)
-  | ({ command: 'replay'; csv: string; rate: number } & Connection)
+  | ({ command: 'predict'; features: number[]; batchSize: number; modelName: string; modelVersion: string; deadlineMs: number } & Connection)
+  | ({ command: 'replay'; csv: string; rate: number; modelName: string; modelVersion: string } & Connection)
   | ({ command: 'models'; readyOnly: boolean; deadlineMs: number } & Connection)
   | ({ command: 'load' | 'unload'; model: string; deadlineMs: number } & Connection)
   | ({ command: 'metadata'; model: string; modelVersion: string; deadlineMs: number } & Connection)
@@ -85,6 +85,7 @@ const OPTIONS = {
   features: { type: 'string' },
   'batch-size': { type: 'string' },
   'model-version': { type: 'string' },
+  model: { type: 'string' },
   'deadline-ms': { type: 'string' },
   csv: { type: 'string' },
   rate: { type: 'string' },
@@ -95,8 +96,8 @@ const OPTIONS = {
 const CONNECTION_OPTIONS = ['target', 'header', 'gzip'];
 
 const COMMAND_OPTIONS: Record<CommandName, ReadonlySet<string>> = {
-  predict: new Set([...CONNECTION_OPTIONS, 'features', 'batch-size', 'model-version', 'deadline-ms']),
-  replay: new Set([...CONNECTION_OPTIONS, 'csv', 'rate']),
+  predict: new Set([...CONNECTION_OPTIONS, 'features', 'batch-size', 'model', 'model-version', 'deadline-ms']),
+  replay: new Set([...CONNECTION_OPTIONS, 'csv', 'rate', 'model', 'model-version']),
   models: new Set([...CONNECTION_OPTIONS, 'ready', 'deadline-ms']),
   load: new Set([...CONNECTION_OPTIONS, 'deadline-ms']),
   unload: new Set([...CONNECTION_OPTIONS, 'deadline-ms']),
@@ -136,6 +137,7 @@ export function parseCommandLine(args: string[]): Command {
         ...connection,
         features,
         batchSize: values['batch-size'] === undefined ? 1 : integerValue('batch-size', values['batch-size'], 1),
+        modelName: values.model ?? '',
         modelVersion: values['model-version'] ?? '',
         deadlineMs: deadline(DEFAULT_DEADLINE_MS),
       };
@@ -143,7 +145,14 @@ export function parseCommandLine(args: string[]): Command {
     case 'replay':
       if (values.csv === undefined) throw new UsageError('replay needs --csv FILE');
       checkReadableFile('csv', values.csv);
-      return { command, ...connection, csv: values.csv, rate: values.rate === undefined ? 0 : numberValue('rate', values.rate, { atLeast: 0 }) };
+      return {
+        command,
+        ...connection,
+        csv: values.csv,
+        rate: values.rate === undefined ? 0 : numberValue('rate', values.rate, { atLeast: 0 }),
+        modelName: values.model ?? '',
+        modelVersion: values['model-version'] ?? '',
+      };
     case 'models':
       return { command, ...connection, readyOnly: values.ready ?? false, deadlineMs: deadline(DEFAULT_DEADLINE_MS) };
     case 'load':
@@ -253,7 +262,7 @@ class ReplayOutput {
   private readonly out: string[] = [];
 
   /** The rows of `file` that are numbers, paced at `rate` a second if above 0; the others are set aside here. */
-  async *inputs(file: string, rate: number): AsyncGenerator<PredictInput> {
+  async *inputs(file: string, rate: number, modelName = '', modelVersion = ''): AsyncGenerator<PredictInput> {
     const started = performance.now();
     let sent = 0;
     for await (const row of csvRows(file)) {
@@ -268,7 +277,7 @@ class ReplayOutput {
         if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
       }
       sent++;
-      yield { features: row.features };
+      yield { features: row.features, modelName, modelVersion };
     }
   }
 
@@ -315,7 +324,7 @@ async function countRows(file: string): Promise<number> {
 
 async function predict(client: TickClient, command: Extract<Command, { command: 'predict' }>): Promise<number> {
   const answer = await client.predict(
-    { features: command.features, batchSize: command.batchSize, modelVersion: command.modelVersion },
+    { features: command.features, batchSize: command.batchSize, modelName: command.modelName, modelVersion: command.modelVersion },
     { deadlineMs: command.deadlineMs },
   );
   process.stdout.write(`${formatRows(answer.predictions, command.batchSize)}\n`);
@@ -327,7 +336,7 @@ async function replay(client: TickClient, command: Extract<Command, { command: '
   const output = new ReplayOutput();
   let failure: unknown = null;
   try {
-    for await (const answer of client.stream(output.inputs(command.csv, command.rate))) {
+    for await (const answer of client.stream(output.inputs(command.csv, command.rate, command.modelName, command.modelVersion))) {
       const line = answer.error ? `ERROR ${status[answer.error.code] ?? answer.error.code}: ${answer.error.message}` : answer.predictions.join(',');
       output.answer(line, answer.error !== null, answer.roundTripMs);
     }

@@ -46,6 +46,8 @@ export interface PredictInput {
   /** `batchSize` rows of features, row-major. */
   features: ArrayLike<number>;
   batchSize?: number;
+  /** The model to run (PredictRequest.model_name); empty: the server's default model. */
+  modelName?: string;
   modelVersion?: string;
 }
 
@@ -104,7 +106,12 @@ function toPrediction(reply: WireReply, roundTripMs: number): Prediction {
 }
 
 function toWire(input: PredictInput) {
-  return { features: Array.from(input.features), batch_size: input.batchSize ?? 0, model_version: input.modelVersion ?? '' };
+  return {
+    features: Array.from(input.features),
+    batch_size: input.batchSize ?? 0,
+    model_version: input.modelVersion ?? '',
+    model_name: input.modelName ?? '',
+  };
 }
 
 export class TickClient {

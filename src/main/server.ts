@@ -348,7 +348,8 @@ export class InferenceServer {
     let refusal: ServingError | null = null;
     const mode = this.config.modelControlMode;
     if (mode !== 'explicit') {
-      refusal = failedPrecondition(`model control is disabled: MODEL_CONTROL_MODE is ${mode}; load and unload need MODEL_CONTROL_MODE=explicit`);
+      const repository = this.config.modelRepository === null ? ' and a MODEL_REPOSITORY' : '';
+      refusal = failedPrecondition(`model control is disabled: MODEL_CONTROL_MODE is ${mode}; load and unload need MODEL_CONTROL_MODE=explicit${repository}`);
     } else if (this.watcher === null) {
       refusal = failedPrecondition('no MODEL_REPOSITORY: this server serves one fixed model (MODEL_PATH)');
     } else if (name === '') {
@@ -377,7 +378,7 @@ export class InferenceServer {
     watcher.scan();
     await sleep(SETTLE_MS);
     const model = watcher.scan().find((m) => m.name === name);
-    if (model === undefined) this.refuse('load', name, notFound(`model "${name}" is not in the repository ${watcher.root}`), initiator);
+    if (model === undefined) this.refuse('load', name, notFound(`model "${name}" is not in the repository`), initiator);
     if (model.problem !== null) this.refuse('load', name, invalidArgument(`model "${name}" cannot be loaded: ${model.problem}`), initiator);
     if (model.versions.length === 0) {
       const pending = model.pending.length > 0 ? ` (versions ${model.pending.join(', ')} are still being written or lack their model file)` : '';

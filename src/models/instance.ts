@@ -285,7 +285,11 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
     if (/External data path/i.test(message)) {
       throw new LoadError(`refused: model ${spec.file} keeps tensor data outside its version folder (${message.replace(/\s+/g, ' ').trim()})`);
     }
-    // onnxruntime without its CUDA binaries: the setting at fault is the provider, not the model.
+    // onnxruntime without its CUDA binaries: the setting at fault is the provider (or the config's KIND_GPU).
+    const gpuByConfig = (config?.instanceGroups ?? []).some((g) => g.kind === 'gpu');
+    if (provider === 'cuda' && /cannot use CUDA/.test(message) && gpuByConfig) {
+      throw new LoadError(`${spec.configFile ?? 'config.pbtxt'} asks for instance_group kind KIND_GPU, but ${message.replace(/^EXECUTION_PROVIDER=cuda, but /, '')}`);
+    }
     throw new LoadError(message, provider === 'cuda' && /cannot use CUDA/.test(message) ? 'EXECUTION_PROVIDER' : null);
   }
   // A request of one row: the features field's tag and length, then the row's floats (for ModelService; a v2

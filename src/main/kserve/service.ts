@@ -76,12 +76,13 @@ function unary<Req, Res>(
       .then(
         (response) => {
           callback(null, response);
-          telemetry.callEnded(method, grpc.status.OK, performance.now() - started, '', spanContext, 1, INFERENCE_SERVICE);
+          // answers 0: tickserve_requests_total counts predictions, not metadata or repository calls.
+          telemetry.callEnded(method, grpc.status.OK, performance.now() - started, '', spanContext, 0, INFERENCE_SERVICE);
         },
         (error: unknown) => {
           const failure = toServingError(error, (cause) => telemetry.logUnexpected(method, cause, spanContext, INFERENCE_SERVICE));
           callback({ code: failure.code, details: failure.message });
-          telemetry.callEnded(method, failure.code, performance.now() - started, failure.message, spanContext, 1, INFERENCE_SERVICE);
+          telemetry.callEnded(method, failure.code, performance.now() - started, failure.message, spanContext, 0, INFERENCE_SERVICE);
         },
       );
   };
