@@ -13,23 +13,11 @@ import {
   type PbtxtValue,
   type Position,
 } from './pbtxt';
+import type { Datatype as DataType } from './tensor';
 import { BATCH_DELAYS, type BatchDelay } from '../batching/policy';
 
-/** Triton's v2 datatype names (TYPE_STRING is BYTES). */
-export type DataType =
-  | 'BOOL'
-  | 'UINT8'
-  | 'UINT16'
-  | 'UINT32'
-  | 'UINT64'
-  | 'INT8'
-  | 'INT16'
-  | 'INT32'
-  | 'INT64'
-  | 'FP16'
-  | 'FP32'
-  | 'FP64'
-  | 'BYTES';
+/** Triton's v2 datatype names (TYPE_STRING is BYTES): tensor.ts's, one list for the whole server. */
+export type { DataType };
 
 export interface TensorConfig {
   name: string;
