@@ -114,6 +114,20 @@ describe('config', () => {
     }
   });
 
+  it('the traces sampler: parentbased_always_on by default; the ratio only for the *traceidratio ones, 1 when unset', () => {
+    assert.deepEqual(loadConfig({}).tracesSampler, { name: 'parentbased_always_on', ratio: 1 });
+    assert.deepEqual(loadConfig({ OTEL_TRACES_SAMPLER: 'always_off' }).tracesSampler, { name: 'always_off', ratio: 1 });
+    assert.deepEqual(loadConfig({ OTEL_TRACES_SAMPLER: ' Always_Off ' }).tracesSampler, { name: 'always_off', ratio: 1 });
+    assert.deepEqual(loadConfig({ OTEL_TRACES_SAMPLER: 'traceidratio' }).tracesSampler, { name: 'traceidratio', ratio: 1 });
+    assert.deepEqual(
+      loadConfig({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' }).tracesSampler,
+      { name: 'parentbased_traceidratio', ratio: 0.01 },
+    );
+    assert.deepEqual(loadConfig({ OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: ' ' }).tracesSampler, { name: 'traceidratio', ratio: 1 });
+    // An argument the sampler takes none of is not its business (the SDK ignores it too).
+    assert.deepEqual(loadConfig({ OTEL_TRACES_SAMPLER: 'always_on', OTEL_TRACES_SAMPLER_ARG: 'x' }).tracesSampler, { name: 'always_on', ratio: 1 });
+  });
+
   it('TLS needs both the certificate and the key', () => {
     assert.throws(() => loadConfig({ TLS_CERT_FILE: '/etc/hostname' }), /TLS_KEY_FILE="" is invalid: required when TLS_CERT_FILE is set/);
     assert.throws(() => loadConfig({ TLS_KEY_FILE: '/etc/hostname' }), /TLS_CERT_FILE="" is invalid: required when TLS_KEY_FILE is set/);

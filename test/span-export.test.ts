@@ -32,9 +32,10 @@ describe('ThreadSpanProcessor', () => {
       saved[key] = process.env[key];
       process.env[key] = value;
     }
+    const resource = resourceFromAttributes({ 'service.name': 'export-thread-test' });
     provider = new BasicTracerProvider({
-      resource: resourceFromAttributes({ 'service.name': 'export-thread-test' }),
-      spanProcessors: [new ThreadSpanProcessor((problem) => problems.push(problem))],
+      resource,
+      spanProcessors: [new ThreadSpanProcessor((problem) => problems.push(problem), resource)],
     });
     for (const [key, value] of Object.entries(saved)) {
       if (value === undefined) delete process.env[key];

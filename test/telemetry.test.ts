@@ -1,6 +1,8 @@
 // Traces, metrics and logs, end to end: the server runs as a user runs it (its own process, configured only by
 // environment variables), exports to an OTLP receiver inside the test, and serves /metrics.
 import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
@@ -106,6 +108,26 @@ describe('traces over OTLP/HTTP JSON', () => {
     assert.equal(span.attributes['rpc.grpc.status_code'], 0);
     assert.equal(span.attributes['network.peer.address'], '127.0.0.1');
     assert.equal(span.status.code, 0);
+  });
+
+  it('gives a request span the resource and the clock of the SDK\'s spans: its batch span\'s resource, times around the batch', async () => {
+    const traceId = 'f1'.repeat(16);
+    await predictWithTrace(server.client, { features: featuresFor(5, 1, 17) }, traceId);
+    const linked = (all: ReceivedSpan[], request: ReceivedSpan | undefined) =>
+      all.find((s) => request !== undefined && s.name === 'inference.batch' && s.links.some((l) => l.spanId === request.spanId));
+    const spans = await receiver.waitFor((all) => linked(all, serverSpan(all, traceId, 'inference.ModelService/Predict')) !== undefined);
+    const request = serverSpan(spans, traceId, 'inference.ModelService/Predict')!;
+    const batch = linked(spans, request)!;
+    assert.deepEqual(request.resource, batch.resource);
+    assert.equal(request.resource['service.name'], 'tickserve-test');
+    assert.equal(request.resource['process.pid'], server.child.pid); // NodeSDK's process and host detectors
+    assert.ok(request.resource['host.name']);
+    assert.equal(request.scopeName, 'tickserve');
+    assert.equal(request.traceState, 'vendor=1');
+    // Both on one clock: the request's span, from its headers to its status, holds its batch (1 µs of rounding).
+    assert.ok(request.startTimeUnixNano <= batch.startTimeUnixNano + 1000, `${request.startTimeUnixNano} > ${batch.startTimeUnixNano}`);
+    assert.ok(batch.endTimeUnixNano <= request.endTimeUnixNano + 1000, `${batch.endTimeUnixNano} > ${request.endTimeUnixNano}`);
+    assert.ok(Math.abs(request.startTimeUnixNano / 1e6 - Date.now()) < 60_000);
   });
 
   it('records the batch as a span linked to the span of every request it served', async () => {
@@ -243,6 +265,81 @@ for (const [protocol, port] of [['grpc', 'grpcPort'], ['http/protobuf', 'httpPor
     });
   });
 }
+
+describe('sampling from the traceparent alone (OTEL_TRACES_SAMPLER=parentbased_always_off)', () => {
+  const receiver = new OtlpReceiver();
+  let server: RunningServer;
+  const healthDefinition = protoLoader.loadSync(healthProtoPath, { keepCase: true, enums: String });
+  const Health = (grpc.loadPackageDefinition(healthDefinition).grpc as grpc.GrpcObject).health as grpc.GrpcObject;
+  const HealthClient = (Health.v1 as grpc.GrpcObject).Health as grpc.ServiceClientConstructor;
+  let health: InstanceType<grpc.ServiceClientConstructor>;
+  const check = (metadata: grpc.Metadata) =>
+    new Promise<{ status: string }>((resolve, reject) =>
+      health.Check({ service: '' }, metadata, (error: grpc.ServiceError | null, reply: { status: string }) => (error ? reject(error) : resolve(reply))),
+    );
+  const traced = (traceId: string) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('traceparent', traceparent(traceId));
+    return metadata;
+  };
+
+  before(async () => {
+    await receiver.start();
+    server = await startServer({
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiver.httpPort}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_TRACES_SAMPLER: 'parentbased_always_off',
+    });
+    const address = /"port":(\d+)/.exec(server.stdout())![1];
+    health = new HealthClient(`127.0.0.1:${address}`, grpc.credentials.createInsecure());
+  });
+  after(async () => {
+    health.close();
+    await server.stop();
+    await receiver.stop();
+  });
+
+  it('a call without a traceparent gets no span; one whose caller sampled gets its span, in the caller\'s trace', async () => {
+    const reply = await new Promise<PredictReply>((resolve, reject) =>
+      server.client.Predict({ features: featuresFor(1, 1, 17) }, new grpc.Metadata(), {}, (error, r) => (error ? reject(error) : resolve(r!))),
+    );
+    assert.equal(reply.predictions.length, 5);
+    const traceId = '1a'.repeat(16);
+    await predictWithTrace(server.client, { features: featuresFor(2, 1, 17) }, traceId);
+    // Spans leave in the order they end: once the second call's has arrived, the first call's would have too.
+    const spans = await receiver.waitFor((all) => serverSpan(all, traceId, 'inference.ModelService/Predict') !== undefined);
+    assert.deepEqual(spans.filter((s) => s.kind === SERVER).map((s) => s.traceId), [traceId]);
+    assert.equal(serverSpan(spans, traceId, 'inference.ModelService/Predict')!.parentSpanId, PARENT_SPAN);
+  });
+
+  it('traces and measures the services whose handlers do not report their own calls (health)', async () => {
+    assert.equal((await check(new grpc.Metadata())).status, 'SERVING');
+    const traceId = '2b'.repeat(16);
+    assert.equal((await check(traced(traceId))).status, 'SERVING');
+    const spans = await receiver.waitFor((all) => serverSpan(all, traceId, 'grpc.health.v1.Health/Check') !== undefined);
+    const span = serverSpan(spans, traceId, 'grpc.health.v1.Health/Check')!;
+    assert.equal(span.attributes['rpc.service'], 'grpc.health.v1.Health');
+    assert.equal(span.attributes['rpc.method'], 'Check');
+    assert.equal(span.attributes['rpc.grpc.status_code'], 0);
+    assert.equal(spans.filter((s) => s.name === 'grpc.health.v1.Health/Check').length, 1);
+    const text = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('rpc_server_duration_count') && l.includes('rpc_method="Check"'));
+    assert.equal(Number(line?.split(' ').pop()), 2, text);
+  });
+
+  it('a failed call of such a service ends its span with ERROR and its code', async () => {
+    const traceId = '3c'.repeat(16);
+    const failed = new Promise<grpc.ServiceError>((resolve) =>
+      health.Check({ service: 'no.such.Service' }, traced(traceId), (error: grpc.ServiceError | null) => resolve(error!)),
+    );
+    assert.equal((await failed).code, grpc.status.NOT_FOUND);
+    const spans = await receiver.waitFor((all) => serverSpan(all, traceId, 'grpc.health.v1.Health/Check') !== undefined);
+    const span = serverSpan(spans, traceId, 'grpc.health.v1.Health/Check')!;
+    assert.equal(span.status.code, ERROR);
+    assert.match(span.status.message, /^NOT_FOUND: /);
+    assert.equal(span.attributes['rpc.grpc.status_code'], grpc.status.NOT_FOUND);
+  });
+});
 
 describe('per-message stream spans', () => {
   const receiver = new OtlpReceiver();

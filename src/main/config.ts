@@ -80,6 +80,15 @@ export interface RestrictedClause {
   value: Secret;
 }
 
+export const TRACES_SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+
+/** A sampler that OTEL_TRACES_SAMPLER names, with the ratio of the *traceidratio ones (1 where the variable is
+ * unset or blank, as in the SDK; unused by the others). */
+export interface TracesSampler {
+  name: (typeof TRACES_SAMPLERS)[number];
+  ratio: number;
+}
+
 export interface Config {
   host: string;
   port: number;
@@ -131,6 +140,8 @@ export interface Config {
   telemetryDisabled: boolean;
   /** Spans are exported: a trace endpoint or exporter is configured through the OTEL_* variables. */
   tracing: boolean;
+  /** OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, as the OpenTelemetry SDK reads them. */
+  tracesSampler: TracesSampler;
   /** A child span per StreamPredict message (off by default: a market feed would flood the backend). */
   streamMessageSpans: boolean;
   /** GRPC_RESTRICTED_PROTOCOL: the groups of RPCs that need a header, each group in at most one clause; empty: all open. */
@@ -190,28 +201,28 @@ function flag(env: Env, name: string, fallback: boolean): boolean {
 }
 
 const OTLP_PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'] as const;
-const SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
 
 /**
  * The OTEL_* variables are read by the OpenTelemetry SDK itself; here they are only checked, so that a typo
  * fails at startup with the variable's name rather than silently exporting nothing, and used to tell whether
  * spans go anywhere at all.
  */
-function tracingConfigured(env: Env): { disabled: boolean; tracing: boolean } {
+function tracingConfigured(env: Env): { disabled: boolean; tracing: boolean; sampler: TracesSampler } {
   const disabled = flag(env, 'OTEL_SDK_DISABLED', false);
   for (const name of ['OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']) {
     oneOf(env, name, 'http/protobuf', OTLP_PROTOCOLS);
   }
-  const sampler = oneOf(env, 'OTEL_TRACES_SAMPLER', 'parentbased_always_on', SAMPLERS);
-  const ratio = env.OTEL_TRACES_SAMPLER_ARG;
-  if (sampler.endsWith('traceidratio') && ratio !== undefined && ratio.trim() !== '') {
-    const value = Number(ratio);
-    if (!Number.isFinite(value) || value < 0 || value > 1) throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', ratio, 'a ratio from 0 to 1');
+  const sampler = oneOf(env, 'OTEL_TRACES_SAMPLER', 'parentbased_always_on', TRACES_SAMPLERS);
+  const ratioArg = env.OTEL_TRACES_SAMPLER_ARG;
+  let ratio = 1;
+  if (sampler.endsWith('traceidratio') && ratioArg !== undefined && ratioArg.trim() !== '') {
+    ratio = Number(ratioArg);
+    if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', ratioArg, 'a ratio from 0 to 1');
   }
   const exporters = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '');
   const endpoint = (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '').trim() !== '';
   const tracing = !disabled && (exporters.length > 0 ? !exporters.includes('none') : endpoint);
-  return { disabled, tracing };
+  return { disabled, tracing, sampler: { name: sampler, ratio } };
 }
 
 /** HOST: a name, or an IP address that is one (a dotted quad grpc-js would otherwise look up in DNS). */
@@ -410,6 +421,7 @@ export function loadConfig(env: Env = process.env): Config {
     metricsPort: integer(env, 'METRICS_PORT', 9464, 0, 65_535),
     telemetryDisabled: otel.disabled,
     tracing: otel.tracing,
+    tracesSampler: otel.sampler,
     streamMessageSpans: flag(env, 'STREAM_MESSAGE_SPANS', false),
     restrictedProtocol: restrictedProtocol(env),
   };

@@ -1,17 +1,22 @@
-// OpenTelemetry for tickserve: one SERVER span per RPC from a grpc-js server interceptor (continuing the caller's
-// W3C traceparent/tracestate/baggage), one span per executed batch linked to the spans of the requests it served,
-// and metrics on a Prometheus endpoint, all through the OpenTelemetry SDK.
+// OpenTelemetry for tickserve: one SERVER span per sampled RPC from a grpc-js server interceptor (continuing the
+// caller's W3C traceparent/tracestate), one span per executed batch linked to the spans of the requests it served,
+// and metrics on a Prometheus endpoint, all exported through the OpenTelemetry SDK.
 //
 // Export is configured only by the standard OTEL_* variables, read by the SDK itself. With no trace endpoint
 // configured, no tracer provider is registered and no interceptor is installed: nothing tries to connect anywhere.
 //
 // No context manager is registered, ever: AsyncLocalStorage would tax every promise and callback in the process.
-// Instead the interceptor files each call's span under the call's request Metadata object, which grpc-js hands on
-// to the handler as call.metadata; handlers look their span up there and pass it on explicitly.
+// Instead the interceptor files each sampled call's span context under the call's request Metadata object, which
+// grpc-js hands on to the handler as call.metadata; handlers look it up there and pass it on explicitly.
+//
+// A call's tracing costs what it records. The interceptor takes the sampling decision from the traceparent header
+// alone (trace-sampling.ts); a call that is not sampled gets no span, no ids and no attributes, and its handler
+// finds no span context. A sampled call gets a ServerSpan: a compact record on this thread, which the span export
+// thread turns into the SDK's ReadableSpan. Batch spans and stream message spans, made only for sampled calls,
+// are still started with the SDK's tracer.
 import * as grpc from '@grpc/grpc-js';
 import {
   metrics,
-  propagation,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -22,11 +27,22 @@ import {
   type Link,
   type Span,
   type SpanContext,
-  type TextMapGetter,
 } from '@opentelemetry/api';
+import { getStringFromEnv, TraceState } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  defaultResource,
+  detectResources,
+  envDetector,
+  hostDetector,
+  processDetector,
+  resourceFromAttributes,
+  type Resource,
+} from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+// How NodeSDK reads OTEL_NODE_RESOURCE_DETECTORS; not in sdk-node's public index (the export thread imports its
+// span processors from the same module).
+import { getResourceDetectorsFromEnv } from '@opentelemetry/sdk-node/build/src/utils';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -35,6 +51,8 @@ import type { InferenceStatistics } from '../models/statistics';
 import { listenError, type Config } from './config';
 import { RpcMetrics } from './rpc-metrics';
 import { ThreadSpanProcessor } from './span-export/processor';
+import type { ServerSpanRecord } from './span-export/protocol';
+import { remoteParent, sdkSampler, traceStateHeader, TraceSampler } from './trace-sampling';
 
 const MODEL_SERVICE = 'inference.ModelService';
 export const INFERENCE_SERVICE = 'inference.GRPCInferenceService';
@@ -49,18 +67,6 @@ const INSTRUMENTATION = 'tickserve';
  */
 const DEFAULT_SERVICE_NAME = 'tickserve';
 
-const SERVER_SPAN = Object.freeze({ kind: SpanKind.SERVER });
-
-/** Reads W3C trace headers (traceparent, tracestate, baggage) from gRPC request metadata. */
-const metadataGetter: TextMapGetter<grpc.Metadata> = {
-  keys: (metadata) => Object.keys(metadata.getMap()),
-  get: (metadata, key) => {
-    const values = metadata.get(key);
-    if (values.length === 0) return undefined;
-    return values.length === 1 ? String(values[0]) : values.map(String);
-  },
-};
-
 /**
  * Each traced call's span context rides on its request Metadata object, the one object that both the interceptor
  * and the handler hold. A symbol-keyed property rather than a WeakMap: a WeakMap entry costs a hash insert per call
@@ -73,10 +79,6 @@ type TracedMetadata = grpc.Metadata & { [SPAN_CONTEXT]?: SpanContext };
 export function fileSpanContext(metadata: grpc.Metadata, spanContext: SpanContext): void {
   (metadata as TracedMetadata)[SPAN_CONTEXT] = spanContext;
 }
-
-/** `network.peer.*` attributes by grpc-js peer string ("host:port"); a connection's calls share one entry. */
-const peerAttributes = new Map<string, Attributes>();
-const PEER_CACHE_LIMIT = 4096;
 
 /** performance.now() milliseconds as an epoch time in ms, for span start and end times. */
 const epochMs = (monotonicMs: number) => performance.timeOrigin + monotonicMs;
@@ -135,6 +137,9 @@ export class Telemetry {
   private utilisationMark = { at: performance.now(), busy: 0 };
   private sources: TelemetrySources | null = null;
   private readonly streamMessageSpans: boolean;
+  /** Where sampled spans go; null while not tracing. */
+  private readonly spans: ThreadSpanProcessor | null;
+  private readonly sampler: TraceSampler;
 
   constructor(
     private readonly config: Config,
@@ -142,9 +147,11 @@ export class Telemetry {
   ) {
     this.tracing = config.tracing;
     this.streamMessageSpans = config.tracing && config.streamMessageSpans;
+    this.sampler = new TraceSampler(config.tracesSampler);
     if (config.telemetryDisabled) {
       this.sdk = null;
       this.prometheus = null;
+      this.spans = null;
     } else {
       // Its server is started by listen(), whose promise says whether the port could be had: started by the
       // exporter itself, a listen failure would only reach OpenTelemetry's diag logger, which nobody reads.
@@ -152,16 +159,21 @@ export class Telemetry {
         config.metricsPort > 0
           ? new PrometheusExporter({ host: config.host, port: config.metricsPort, metricProducers: [this.rpc], preventServerStart: true })
           : null;
+      const resource = detectedResource();
+      // Spans go to the export thread, which builds the exporters from OTEL_* as NodeSDK would have here. No
+      // endpoint configured: no span processor, so no tracer provider, no thread and no connection attempts.
+      this.spans = config.tracing ? new ThreadSpanProcessor((problem) => logger.warn(problem), resource) : null;
       this.sdk = new NodeSDK({
-        resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: DEFAULT_SERVICE_NAME })),
+        resource,
+        autoDetectResources: false,
+        // The sampler the interceptor's decisions follow (TraceSampler), for the spans the SDK's tracer starts.
+        sampler: sdkSampler(config.tracesSampler),
         instrumentations: [],
         metricReaders: this.prometheus === null ? [] : [this.prometheus],
         logRecordProcessors: [],
         // sdk-node takes null for "register no context manager"; its type declaration does not say so.
         contextManager: null as unknown as undefined,
-        // Spans go to the export thread, which builds the exporters from OTEL_* as NodeSDK would have here. No
-        // endpoint configured: no span processor, so no tracer provider, no thread and no connection attempts.
-        spanProcessors: config.tracing ? [new ThreadSpanProcessor((problem) => logger.warn(problem))] : [],
+        spanProcessors: this.spans === null ? [] : [this.spans],
       });
       this.sdk.start();
     }
@@ -317,44 +329,44 @@ export class Telemetry {
   }
 
   /**
-   * The grpc-js server interceptor, installed only while tracing: a SERVER span per RPC in the caller's trace, and
-   * the duration metric and failure log of the services other than ModelService (whose handlers report their own).
+   * The grpc-js server interceptor, installed only while tracing: a SERVER span for each sampled RPC, in the
+   * caller's trace, and the duration metric and failure log of the services other than ModelService and
+   * GRPCInferenceService (whose handlers report their own).
    */
-  readonly interceptor: grpc.ServerInterceptor = (methodDescriptor, call) => {
-    const { fullMethod, service, method, attributes } = methodOf(methodDescriptor.path);
-    const started = performance.now();
-    let span: Span | null = null;
-    return new grpc.ServerInterceptingCall(call, {
-      start: (next) => {
-        next({
-          onReceiveMetadata: (metadata, nextMetadata) => {
-            const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
-            span = this.tracer.startSpan(fullMethod, SERVER_SPAN, parent);
-            // Attributes only on a recorded span: with a ratio sampler most calls skip this work (the samplers
-            // that OTEL_TRACES_SAMPLER can name do not read attributes).
-            if (span.isRecording()) {
-              span.setAttributes(attributes);
-              span.setAttributes(peerAttributesOf(call.getPeer()));
-            }
-            fileSpanContext(metadata, span.spanContext());
-            nextMetadata(metadata);
-          },
-        });
-      },
-      sendStatus: (status, next) => {
-        const code = status.code;
-        if (span !== null) {
-          span.setAttribute('rpc.grpc.status_code', code);
-          if (code !== grpc.status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: `${grpc.status[code]}: ${status.details ?? ''}` });
-          span.end();
-        }
-        if (!SELF_REPORTING.has(service)) {
-          this.rpc.recordCall(service, method, code, performance.now() - started);
-          if (code !== grpc.status.OK) this.logFailure(fullMethod, code, status.details ?? '', span?.spanContext());
-        }
-        next(status);
-      },
-    });
+  readonly interceptor: grpc.ServerInterceptor = (descriptor, call) =>
+    // grpc-js types an interceptor's result as its ServerInterceptingCall class, but uses only the interface that
+    // TracedCall implements: the next interceptor, and the handler, get it as a ServerInterceptingCallInterface.
+    new TracedCall(call, methodOf(descriptor.path), this.callTracer) as unknown as grpc.ServerInterceptingCall;
+
+  /** What each TracedCall reports to. */
+  private readonly callTracer: CallTracer = {
+    start: (method, metadata, call) => {
+      const parent = remoteParent(metadata);
+      let span: ServerSpan;
+      if (parent === null) {
+        const traceId = this.sampler.sampleRoot();
+        if (traceId === null) return null;
+        span = new ServerSpan(method.fullMethod, traceId, this.sampler.spanId(), undefined, undefined, call.getPeer());
+      } else {
+        if (!this.sampler.sampleChild(parent)) return null;
+        span = new ServerSpan(method.fullMethod, parent.traceId, this.sampler.spanId(), parent.spanId, traceStateHeader(metadata), call.getPeer());
+      }
+      fileSpanContext(metadata, span);
+      return span;
+    },
+    end: (method, span, status, startedAt) => {
+      const code = status.code;
+      if (span !== null) {
+        span.endMs = performance.now();
+        span.code = code;
+        if (code !== grpc.status.OK) span.statusMessage = `${grpc.status[code]}: ${status.details ?? ''}`;
+        this.spans?.addServerSpan(span);
+      }
+      if (!method.selfReporting) {
+        this.rpc.recordCall(method.service, method.method, code, performance.now() - startedAt);
+        if (code !== grpc.status.OK) this.logFailure(method.fullMethod, code, status.details ?? '', span ?? undefined);
+      }
+    },
   };
 
   /** An unexpected error inside a call (a bug): its message and stack, with the call's trace ids. */
@@ -456,8 +468,8 @@ interface MethodInfo {
   fullMethod: string;
   service: string;
   method: string;
-  /** rpc.* attributes */
-  attributes: Attributes;
+  /** Whether its handlers report its calls' metrics and failures (the interceptor reports the others'). */
+  selfReporting: boolean;
 }
 
 /** By gRPC path, made once each: the interceptor runs on every call. Bounded: grpc-js answers paths it has no
@@ -471,22 +483,152 @@ function methodOf(path: string): MethodInfo {
     const slash = fullMethod.lastIndexOf('/');
     const service = fullMethod.slice(0, slash);
     const method = fullMethod.slice(slash + 1);
-    const attributes = Object.freeze({ 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method });
-    info = { fullMethod, service, method, attributes };
+    info = { fullMethod, service, method, selfReporting: SELF_REPORTING.has(service) };
     methods.set(path, info);
   }
   return info;
 }
 
-function peerAttributesOf(peer: string): Attributes {
-  let attributes = peerAttributes.get(peer);
-  if (attributes !== undefined) return attributes;
-  const colon = peer.lastIndexOf(':');
-  attributes = Object.freeze({
-    'network.peer.address': colon > 0 ? peer.slice(0, colon).replace(/^\[|\]$/g, '') : peer,
-    ...(colon > 0 ? { 'network.peer.port': Number(peer.slice(colon + 1)) } : {}),
-  });
-  if (peerAttributes.size >= PEER_CACHE_LIMIT) peerAttributes.clear();
-  peerAttributes.set(peer, attributes);
-  return attributes;
+/**
+ * The resource NodeSDK would have detected (its default detectors, or OTEL_NODE_RESOURCE_DETECTORS read as it reads
+ * it) over tickserve's default service.name. Detected here, once, and handed to both the SDK and the span export
+ * thread, so that the server spans, which never pass through the SDK's tracer, carry the same resource as the rest.
+ */
+function detectedResource(): Resource {
+  const detectors = getStringFromEnv('OTEL_NODE_RESOURCE_DETECTORS') === undefined
+    ? [envDetector, processDetector, hostDetector]
+    : getResourceDetectorsFromEnv();
+  return defaultResource()
+    .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: DEFAULT_SERVICE_NAME }))
+    .merge(detectResources({ detectors }));
+}
+
+/**
+ * A sampled call's SERVER span. While the call runs it is the span context its handler passes on (to batch links
+ * and log lines); once the call ends it is the record the span export thread turns into a ReadableSpan, posted as
+ * it is (structured cloning copies its fields and leaves the prototype, and with it the traceState getter, behind).
+ */
+class ServerSpan implements SpanContext, ServerSpanRecord {
+  readonly traceFlags = TraceFlags.SAMPLED;
+  readonly startMs = performance.now();
+  endMs = 0;
+  code: number = grpc.status.OK;
+  statusMessage: string | undefined = undefined;
+
+  constructor(
+    readonly name: string,
+    readonly traceId: string,
+    readonly spanId: string,
+    readonly parentSpanId: string | undefined,
+    readonly traceStateHeader: string | undefined,
+    readonly peer: string,
+  ) {}
+
+  /** The caller's tracestate, parsed only where a batch or message span is started under this span or links it. */
+  get traceState(): TraceState | undefined {
+    return this.traceStateHeader === undefined ? undefined : new TraceState(this.traceStateHeader);
+  }
+}
+
+type ServerCall = grpc.ServerInterceptingCallInterface;
+type CallListener = Parameters<ServerCall['start']>[0];
+type CallStatus = Parameters<ServerCall['sendStatus']>[0];
+
+/** What a TracedCall reports to (the Telemetry whose interceptor made it). */
+interface CallTracer {
+  /** The call's span, when the call is sampled (it is filed on the metadata); null, and nothing made, when not. */
+  start(method: MethodInfo, metadata: grpc.Metadata, call: ServerCall): ServerSpan | null;
+  /** The call's status is going out: its span ends, and the interceptor's own metrics are recorded. */
+  end(method: MethodInfo, span: ServerSpan | null, status: CallStatus, startedAt: number): void;
+}
+
+/**
+ * What the interceptor puts around each call while tracing: a pass-through to the call beneath it and, as the
+ * listener it registers there, to the handler's listener above it. It takes the sampling decision when the request
+ * headers arrive and ends the span, if one was made, when the status goes out; everything else goes straight on.
+ *
+ * One object a call, in place of grpc-js's ServerInterceptingCall, which makes a responder, a listener wrapper and
+ * a closure for each event of every call, and queues messages for interceptors that hold them back (this one never
+ * does): on a 2-core machine that layer alone cost a sampled-out unary call more than the 3% it may cost now.
+ */
+class TracedCall implements ServerCall, CallListener {
+  private listener: CallListener | null = null;
+  private span: ServerSpan | null = null;
+  /** performance.now() at the call's start, for the metrics of the services that do not report their own. */
+  private readonly startedAt: number;
+
+  constructor(
+    private readonly next: ServerCall,
+    private readonly method: MethodInfo,
+    private readonly tracer: CallTracer,
+  ) {
+    this.startedAt = method.selfReporting ? 0 : performance.now();
+  }
+
+  // Toward the handler.
+  start(listener: CallListener): void {
+    this.listener = listener;
+    this.next.start(this);
+  }
+
+  onReceiveMetadata(metadata: grpc.Metadata): void {
+    this.span = this.tracer.start(this.method, metadata, this.next);
+    this.listener!.onReceiveMetadata(metadata);
+  }
+
+  onReceiveMessage(message: unknown): void {
+    this.listener!.onReceiveMessage(message);
+  }
+
+  onReceiveHalfClose(): void {
+    this.listener!.onReceiveHalfClose();
+  }
+
+  onCancel(): void {
+    this.listener!.onCancel();
+  }
+
+  // Toward the client.
+  sendMetadata(metadata: grpc.Metadata): void {
+    this.next.sendMetadata(metadata);
+  }
+
+  sendMessage(message: unknown, callback: () => void): void {
+    this.next.sendMessage(message, callback);
+  }
+
+  sendStatus(status: CallStatus): void {
+    const span = this.span;
+    this.span = null; // a second status (grpc-js ignores it) must not end the span again
+    this.tracer.end(this.method, span, status, this.startedAt);
+    this.next.sendStatus(status);
+  }
+
+  startRead(): void {
+    this.next.startRead();
+  }
+
+  getPeer(): string {
+    return this.next.getPeer();
+  }
+
+  getDeadline(): grpc.Deadline {
+    return this.next.getDeadline();
+  }
+
+  getHost(): string {
+    return this.next.getHost();
+  }
+
+  getAuthContext(): ReturnType<ServerCall['getAuthContext']> {
+    return this.next.getAuthContext();
+  }
+
+  getConnectionInfo(): ReturnType<ServerCall['getConnectionInfo']> {
+    return this.next.getConnectionInfo();
+  }
+
+  getMetricsRecorder(): ReturnType<ServerCall['getMetricsRecorder']> {
+    return this.next.getMetricsRecorder();
+  }
 }

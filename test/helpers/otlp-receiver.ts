@@ -14,7 +14,7 @@ message ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans =
 message Resource { repeated KeyValue attributes = 1; }
 message ScopeSpans { repeated Span spans = 2; }
 message Span {
-  bytes trace_id = 1; bytes span_id = 2; bytes parent_span_id = 4; string name = 5; int32 kind = 6;
+  bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4; string name = 5; int32 kind = 6;
   fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8; repeated KeyValue attributes = 9;
   repeated Link links = 13; Status status = 15;
 }
@@ -35,6 +35,11 @@ export interface ReceivedSpan {
   links: Array<{ traceId: string; spanId: string }>;
   status: { code: number; message: string };
   serviceName: string;
+  /** Every attribute of the span's resource. */
+  resource: Record<string, string | number | boolean>;
+  /** Epoch nanoseconds, as numbers (sub-microsecond precision lost). */
+  startTimeUnixNano: number;
+  endTimeUnixNano: number;
   traceState: string;
   /** Event names, in order. */
   events: string[];
@@ -61,7 +66,8 @@ function attributes(list: Json[] | undefined): Record<string, string | number | 
 function normalise(request: Json): ReceivedSpan[] {
   const spans: ReceivedSpan[] = [];
   for (const rs of request.resourceSpans ?? request.resource_spans ?? []) {
-    const serviceName = String(attributes(rs.resource?.attributes)['service.name'] ?? '');
+    const resource = attributes(rs.resource?.attributes);
+    const serviceName = String(resource['service.name'] ?? '');
     for (const ss of rs.scopeSpans ?? rs.scope_spans ?? []) {
       const scopeName = String(ss.scope?.name ?? '');
       for (const span of ss.spans ?? []) {
@@ -75,6 +81,9 @@ function normalise(request: Json): ReceivedSpan[] {
           links: (span.links ?? []).map((l: Json) => ({ traceId: hex(l.traceId ?? l.trace_id), spanId: hex(l.spanId ?? l.span_id) })),
           status: { code: Number(span.status?.code ?? 0), message: String(span.status?.message ?? '') },
           serviceName,
+          resource,
+          startTimeUnixNano: Number(span.startTimeUnixNano ?? span.start_time_unix_nano ?? 0),
+          endTimeUnixNano: Number(span.endTimeUnixNano ?? span.end_time_unix_nano ?? 0),
           traceState: String(span.traceState ?? span.trace_state ?? ''),
           events: (span.events ?? []).map((e: Json) => String(e.name)),
           scopeName,
