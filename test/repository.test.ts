@@ -13,7 +13,8 @@ import { InferenceServer } from '../src/main/server';
 import { Telemetry } from '../src/main/telemetry';
 import { keptVersions, RepositoryWatcher } from '../src/models/repository';
 import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, SHAPED_MODELS, stringsGraph, writeRepository, writeVersion } from './helpers/models';
-import { expectStatus, inferenceClient, modelInfer, predict, startServer, testConfig, type InferReply, type TestServer } from './helpers/server';
+import { v2Client, type InferReply, type V2Client } from './helpers/kserve';
+import { expectStatus, predict, startServer, testConfig, type TestServer } from './helpers/server';
 
 const mlp = (seed: number, width = 6, outputs = 3): MlpSpec => ({
   name: `mlp-${seed}`,
@@ -211,11 +212,11 @@ describe('a model ModelService cannot carry', () => {
   });
 });
 
-const tensorOf = ({ name, datatype, shape }: InferReply['outputs'][number]) => ({ name, datatype, shape });
+const tensorOf = ({ name, datatype, shape }: InferReply['outputs'][number]) => ({ name, datatype, shape: shape.map(Number) });
 
 describe('models that run one request at a time: variable dimensions, strings', () => {
   let server: TestServer;
-  let client: grpc.Client;
+  let client: V2Client;
 
   before(async () => {
     const root = writeRepository({
@@ -225,7 +226,7 @@ describe('models that run one request at a time: variable dimensions, strings', 
     // Both used to fail their load check: the empty batch that opens each worker's session was fed as if the model
     // had fixed shapes ("dims[1] must be a non-negative integer", "BYTES has no typed view").
     server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
-    client = inferenceClient(server.address);
+    client = v2Client(server.address);
   });
 
   after(async () => {
@@ -239,7 +240,7 @@ describe('models that run one request at a time: variable dimensions, strings', 
       [1, 5],
     ]) {
       const x = Float32Array.from(featuresFor(width, rows, width));
-      const reply = await modelInfer(client, {
+      const reply = await client.call<InferReply>('ModelInfer', {
         model_name: 'variable',
         inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, width] }],
         raw_input_contents: [Buffer.from(x.buffer)],
@@ -254,7 +255,7 @@ describe('models that run one request at a time: variable dimensions, strings', 
   it('strings: BYTES in and out, in the protocol\'s length-prefixed form', async () => {
     const strings = ['tick', '', 'ünïcödé €', 'x'.repeat(300)];
     const raw = Buffer.concat(strings.map((s) => Buffer.from(s)).flatMap((b) => [Buffer.from(Uint32Array.of(b.length).buffer), b]));
-    const reply = await modelInfer(client, {
+    const reply = await client.call<InferReply>('ModelInfer', {
       model_name: 'strings',
       inputs: [{ name: 's', datatype: 'BYTES', shape: [2, 2] }],
       raw_input_contents: [raw],

@@ -1,7 +1,7 @@
 // Tensors of the Open Inference Protocol (KServe v2) as the client holds them, and their two wire forms: raw bytes
 // (raw_input_contents / raw_output_contents: flat, row-major, little-endian; a BYTES element is a 4-byte
 // little-endian length, then its bytes) and typed `contents` (InferTensorContents). Pure: no gRPC here.
-import type { Datatype } from '../models/tensor';
+import { packBytesElements, type Datatype } from '../models/tensor';
 
 export type { Datatype } from '../models/tensor';
 
@@ -157,17 +157,7 @@ const asBuffer = (element: string | Uint8Array) => (typeof element === 'string' 
  * copy: gRPC serializes the message before the call returns, so the caller may reuse the array afterwards.
  */
 export function encodeRaw(input: InferInput): Uint8Array {
-  if (input.datatype === 'BYTES') {
-    const elements = input.data.map(asBuffer);
-    const raw = Buffer.allocUnsafe(elements.reduce((sum, e) => sum + 4 + e.length, 0));
-    let at = 0;
-    for (const element of elements) {
-      raw.writeUInt32LE(element.length, at);
-      raw.set(element, at + 4);
-      at += 4 + element.length;
-    }
-    return raw;
-  }
+  if (input.datatype === 'BYTES') return packBytesElements(input.data.map(asBuffer));
   const data = input.data;
   const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (LITTLE_ENDIAN) return view;

@@ -7,6 +7,7 @@
 // with INVALID_ARGUMENT (grpc-js would answer a throwing deserializer with INTERNAL).
 // Floats travel as little-endian float32 bytes, as protobuf sends them; the slab's Float32Array views read them
 // natively, which assumes a little-endian host (x86-64, arm64).
+import { varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, writeVarint } from './wire';
 
 export interface PredictRequest {
   /** The features as little-endian float32 bytes, back to back. */
@@ -37,10 +38,6 @@ export interface ResponseFields {
   error: ResponseError | null;
 }
 
-const WIRE_VARINT = 0;
-const WIRE_FIXED64 = 1;
-const WIRE_LENGTH = 2;
-const WIRE_FIXED32 = 5;
 
 const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
 
@@ -177,24 +174,6 @@ export function decodePredictRequest(bytes: Buffer): PredictRequest {
   } finally {
     buf = EMPTY_BUFFER; // do not keep the caller's message alive
   }
-}
-
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Buffer, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[at++] = value;
-  return at;
 }
 
 /** Unsigned varint fields are written only when non-zero, as proto3 does. */

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher';
-import { LoadError, type ModelInstance, type ServingDefaults, type VersionSpec } from '../models/instance';
+import { LoadError, type ServingDefaults, type VersionSpec } from '../models/instance';
 import { ModelRegistry, type DesiredModel, type Initiator, type VersionEvent } from '../models/registry';
 import { modelNameProblem, RepositoryWatcher, scanRepository } from '../models/repository';
 import { decodePredictRequest } from './codec';
@@ -239,11 +239,6 @@ export class InferenceServer {
   /** The batcher of the default model's newest ready version (single-model servers and their tests). */
   get batcher(): Batcher {
     return this.models.resolve('', '').batcher;
-  }
-
-  /** The default model's newest ready version. */
-  get model(): ModelInstance {
-    return this.models.resolve('', '');
   }
 
   /** Open StreamPredict calls, and their messages read but not yet answered. */

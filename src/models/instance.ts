@@ -20,6 +20,7 @@ import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo, typ
 import { WorkerPool } from '../workers/pool';
 import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
 import { encodeVersionField } from '../main/codec';
+import { varintSize } from '../main/wire';
 import type { ModelConfig } from './config';
 import { versionEscape } from './repository';
 import { InferenceStatistics } from './statistics';
@@ -295,7 +296,7 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
   // A request of one row: the features field's tag and length, then the row's floats (for ModelService; a v2
   // request carries the same bytes and more).
   const rowBytes = model.signature.inputs.every(isFixed) ? model.signature.inputs.reduce((n, t) => n + rowBytesOf(t), 0) : 0;
-  const oneRowMessage = rowBytes + 1 + varintLength(rowBytes);
+  const oneRowMessage = rowBytes + 1 + varintSize(rowBytes);
   if (oneRowMessage > defaults.maxReceiveMessageBytes) {
     throw new LoadError(
       `a request of one row of ${rowBytes / FLOAT_BYTES} floats (${rowBytes / FLOAT_BYTES} × 4 bytes) needs at least ` +
@@ -424,4 +425,3 @@ function allocateSlabs(spec: VersionSpec, layout: SlabLayout, count: number): Sh
 const formatBytes = (bytes: number) =>
   bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${bytes} bytes`;
 
-const varintLength = (value: number) => Math.max(1, Math.ceil(Math.log2(value + 1) / 7));

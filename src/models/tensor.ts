@@ -86,3 +86,16 @@ export const isFixed = (spec: TensorSpec) => spec.datatype !== 'BYTES' && spec.d
 export const rowBytesOf = (spec: TensorSpec) => elementCount(spec.dims) * ELEMENT_BYTES[spec.datatype];
 
 export const formatShape = (shape: readonly (number | string)[]) => `[${shape.join(', ')}]`;
+
+/** BYTES elements in their raw form, as raw_input_contents and raw_output_contents carry them: each a 4-byte
+ * little-endian length, then its bytes. */
+export function packBytesElements(elements: readonly Uint8Array[]): Buffer {
+  const raw = Buffer.allocUnsafe(elements.reduce((sum, e) => sum + 4 + e.length, 0));
+  let at = 0;
+  for (const element of elements) {
+    raw.writeUInt32LE(element.length, at);
+    raw.set(element, at + 4);
+    at += 4 + element.length;
+  }
+  return raw;
+}

@@ -4,7 +4,7 @@ import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { claimSlab, slabViews, unclaimSlab } from '../batching/slab';
-import { ELEMENT_BYTES, ORT_TYPES, type Datatype } from '../models/tensor';
+import { ELEMENT_BYTES, ORT_TYPES, packBytesElements, type Datatype } from '../models/tensor';
 import { outputShapeError } from './model-info';
 import type { BatchDone, BatchTask, MessageOutput, WorkerInit } from './protocol';
 import { openSession } from './session';
@@ -82,17 +82,7 @@ function decodeStrings(raw: Buffer): string[] {
   return strings;
 }
 
-function encodeStrings(strings: readonly string[]): Uint8Array {
-  const parts = strings.map((s) => Buffer.from(s, 'utf8'));
-  const out = Buffer.alloc(parts.reduce((n, p) => n + 4 + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.writeUInt32LE(part.length, at);
-    part.copy(out, at + 4);
-    at += 4 + part.length;
-  }
-  return out;
-}
+const encodeStrings = (strings: readonly string[]): Uint8Array => packBytesElements(strings.map((s) => Buffer.from(s, 'utf8')));
 
 export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity }> {
   const identity = { worker: Atomics.add(new Int32Array(init.workerIds), 0, 1), threadId };
@@ -139,8 +129,7 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
   const deliver = (results: ort.InferenceSession.OnnxValueMapType, slab: number, rows: number, ticket: number): BatchDone | Array<MessageOutput | null> | null => {
     for (const tensor of init.outputs) {
       const result = results[tensor.name];
-      const dims = init.batches ? tensor.dims : tensor.dims;
-      const wrongShape = outputShapeError(tensor.name, result.dims, rows, dims, init.batches);
+      const wrongShape = outputShapeError(tensor.name, result.dims, rows, tensor.dims, init.batches);
       if (wrongShape !== null) return failed(wrongShape);
     }
     let messages: Array<MessageOutput | null> | null = null;

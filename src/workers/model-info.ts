@@ -232,7 +232,7 @@ export async function inspectModel(
 }
 
 /** How ModelService carries the model, or why it cannot (the message names the model and what it has). */
-export function seedView(signature: Signature, modelPath: string, outputName: string | null): SeedView | string {
+function seedView(signature: Signature, modelPath: string, outputName: string | null): SeedView | string {
   const { inputs, outputs } = signature;
   const names = outputs.map((o) => `"${o.name}"`).join(', ');
   if (inputs.length !== 1) {

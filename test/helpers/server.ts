@@ -7,7 +7,6 @@ import path from 'node:path';
 import pino from 'pino';
 import type { WireReply as PredictReply } from '../../src/client';
 import { loadConfig, type Config } from '../../src/main/config';
-import { KSERVE_PROTO_OPTIONS, KSERVE_PROTO_PATH } from '../../src/main/kserve/service';
 import { InferenceServer, PROTO_PATH, type ServerOptions } from '../../src/main/server';
 import { Telemetry } from '../../src/main/telemetry';
 
@@ -40,30 +39,6 @@ export interface ModelServiceClient extends grpc.Client {
 const definition = protoLoader.loadSync(PROTO_PATH, { keepCase: true, arrays: true, defaults: true, longs: Number });
 const ModelService = (grpc.loadPackageDefinition(definition).inference as grpc.GrpcObject)
   .ModelService as grpc.ServiceClientConstructor;
-
-/** A ModelInferResponse as a generic grpc-js client decodes it (int64 as numbers). */
-export interface InferReply {
-  model_name: string;
-  model_version: string;
-  id: string;
-  outputs: Array<{ name: string; datatype: string; shape: number[] }>;
-  raw_output_contents: Buffer[];
-}
-
-const kserveDefinition = protoLoader.loadSync(KSERVE_PROTO_PATH, { ...KSERVE_PROTO_OPTIONS, longs: Number });
-const GRPCInferenceService = (grpc.loadPackageDefinition(kserveDefinition).inference as grpc.GrpcObject)
-  .GRPCInferenceService as grpc.ServiceClientConstructor;
-
-/** A generic client of inference.GRPCInferenceService (the v2 API). */
-export function inferenceClient(address: string): grpc.Client {
-  return new GRPCInferenceService(address, grpc.credentials.createInsecure());
-}
-
-/** ModelInfer, resolving with the response or rejecting with the ServiceError. */
-export function modelInfer(client: grpc.Client, request: object): Promise<InferReply> {
-  const call = (client as unknown as Record<string, (r: object, cb: (e: grpc.ServiceError | null, v?: InferReply) => void) => void>).ModelInfer;
-  return new Promise((resolve, reject) => call.call(client, request, (error, reply) => (error ? reject(error) : resolve(reply!))));
-}
 
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', LOG_LEVEL: 'silent', METRICS_PORT: '0', ...env });

@@ -12,11 +12,8 @@
 // Field numbers follow proto/grpc_service.proto.
 import type { ModelInferResponse } from './infer';
 import type { InferInputTensor, ModelInferRequest } from './tensors';
+import { varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, writeVarint } from '../wire';
 
-const WIRE_VARINT = 0;
-const WIRE_FIXED64 = 1;
-const WIRE_LENGTH = 2;
-const WIRE_FIXED32 = 5;
 
 /** Dimensions of up to 7 varint bytes (< 2^49) are read here; longer ones (negatives too) by the generic decoder. */
 const MAX_FAST_VARINT_BYTES = 7;
@@ -182,27 +179,9 @@ export function inferRequestDeserializer(generic: (bytes: Buffer) => ModelInferR
 // ---------------------------------------------------------------------------------------------------------------
 // Answers
 
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
-
 /** An int64 dimension's varint size: 10 bytes for a negative one (two's complement), as protobuf writes int64s. */
 function int64Size(value: number): number {
   return value < 0 ? 10 : varintSize(value);
-}
-
-function writeVarint(out: Buffer, at: number, value: number): number {
-  while (value >= 0x80) {
-    out[at++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
-  }
-  out[at++] = value;
-  return at;
 }
 
 function writeInt64(out: Buffer, at: number, value: number): number {

@@ -3,7 +3,7 @@
 // contents packed once), the rows along the batch dimension, and the requested outputs. Every check names the
 // tensor, what was expected and what was sent; all are INVALID_ARGUMENT.
 import type { ModelInstance } from '../../models/instance';
-import { ELEMENT_BYTES, elementCount, formatShape, isDatatype, type Datatype, type TensorSpec } from '../../models/tensor';
+import { ELEMENT_BYTES, elementCount, packBytesElements, formatShape, isDatatype, type Datatype, type TensorSpec } from '../../models/tensor';
 import { invalidArgument } from '../errors';
 
 /** An InferParameter as proto-loader decodes it (longs as strings). */
@@ -116,14 +116,7 @@ function packContents(tensor: InferInputTensor, datatype: Datatype, elements: nu
       throw invalidArgument(`input "${tensor.name}": FP16 can only be sent in raw_input_contents`);
     case 'BYTES': {
       if (c.bytes_contents.length !== elements) throw wrong('bytes_contents', c.bytes_contents.length);
-      const out = Buffer.allocUnsafe(c.bytes_contents.reduce((n, b) => n + 4 + b.length, 0));
-      let at = 0;
-      for (const value of c.bytes_contents) {
-        out.writeUInt32LE(value.length, at);
-        value.copy(out, at + 4);
-        at += 4 + value.length;
-      }
-      return out;
+      return packBytesElements(c.bytes_contents);
     }
   }
 }
