@@ -245,14 +245,17 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
       run(t, i, 'stream', true);
     });
     for (let round = 0; round < (quick ? 1 : rounds); round++) {
-      targets.forEach((t, i) => {
-        process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}\n`);
+      // Each round starts one variant later than the one before: a variant's place in the round (after which
+      // neighbour, how long after the round began) is not the same every time.
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length;
+        process.stderr.write(`h2load telemetry cost: ${targets[i].name}, round ${round + 1}\n`);
         for (const rpc of ['unary', 'stream'] as const) {
-          const result = run(t, i, rpc, quick);
+          const result = run(targets[i], i, rpc, quick);
           costs[i][rpc].push(result.messagesPerSecond);
           costs[i][rpc === 'unary' ? 'unaryCpu' : 'streamCpu'].push(result.cpuUsPerMessage);
         }
-      });
+      }
     }
     await Promise.all(targets.map(stopAndWait));
     for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sink.stats();
@@ -321,7 +324,8 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
     '',
     measured,
     '',
-    `The same server five ways, taking turns for ${quick ? 'one round' : `${rounds} rounds`} under h2load (as above) after a warm-up round. Tracing:`,
+    `The same server five ways, taking turns for ${quick ? 'one round' : `${rounds} rounds`} under h2load (as above) after a warm-up round, each round`,
+    'starting one variant later than the one before. Tracing:',
     '`OTEL_TRACES_SAMPLER=always_on` (every call), `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.01` (h2load',
     'sends no traceparent, so 1% of the calls, by trace id), or `always_off` (tracing on, nothing kept), each exporting',
     'over OTLP/HTTP protobuf to its own receiver process. Ratios are to tracing off, taken round by round (the two ran',
