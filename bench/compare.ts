@@ -8,10 +8,12 @@
 //   --peers DIR        the bench peers (default ../shared/bench-peers)
 //   --out FILE         the Markdown report (default docs/BENCHMARKS.md)
 //   --only policies    only the batch delay policies side by side (bench/policies.ts), into its own section
-//   --rounds N         rounds of the policy comparison (default 3)
+//   --rounds N         rounds of the policy comparison (default 3) or of the telemetry cost (default 5)
 //   --only v2          only the KServe v2 comparison (ModelInfer against Predict, ModelStreamInfer against
 //                      StreamPredict, one server, interleaved rounds): replaces its section of the report
-//   --only telemetry   only the telemetry cost, printed;  --only plots   redraw the plots from results.json
+//   --only telemetry   only what telemetry costs: measures it, prints it and rewrites that section of the report
+//                      (and its rows of the targets table), leaving the rest as it was
+//   --only plots       redraws the plots from the last run's results.json
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -143,13 +145,19 @@ function h2load(target: Target, rpc: 'unary' | 'stream', quick: boolean): H2load
   return { target: target.name, rpc, messagesPerSecond: perSecond * (rpc === 'unary' ? 1 : perStream), succeeded, failed, cpuUsPerMessage };
 }
 
-interface TelemetryCost {
-  variant: string;
+interface Measured {
+  /** Messages a second, each round. */
   unary: number[];
   stream: number[];
   /** Server CPU µs per message, each round. */
   unaryCpu: number[];
   streamCpu: number[];
+}
+
+interface TelemetryCost extends Measured {
+  variant: string;
+  /** What this variant is compared with, round by round: tracing off's runs. */
+  baseline: Measured;
   /** Calls answered (unary calls plus streams), warm-up included. */
   rpcs: number;
   /** What its OTLP sink received, after the server shut down and flushed; null: not exporting. */
@@ -160,6 +168,8 @@ interface SinkStats {
   requests: number;
   bytes: number;
   spans: number;
+  /** SERVER spans of Predict and StreamPredict calls (the rest are batch spans, and any health checks'). */
+  callSpans: number;
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
@@ -196,13 +206,21 @@ function stopAndWait(target: Target): Promise<void> {
   return exited;
 }
 
+/** The telemetry variants, in the order of the report; the targets compare them by index. */
+const DISABLED = 0;
+const TRACING_OFF = 1;
+const TRACED_ALL = 2;
+const TRACED_ONE_PERCENT = 3;
+const NOTHING_SAMPLED = 4;
+
 /**
  * What telemetry costs: the same server with OpenTelemetry disabled, with its default (metrics on, no trace
- * endpoint) and with every call (or one in ten) traced and exported over OTLP/HTTP, each traced server to its own
- * receiver process. The variants take turns, driven by h2load; medians are compared.
+ * endpoint), and with tracing on: every call traced, 1% of them (the advice for high rates), and none (sampler
+ * always_off: what tracing costs a call it does not keep). Each traced server exports over OTLP/HTTP to its own
+ * receiver process, which counts what it gets. The variants take turns, round by round, driven by h2load.
  */
-async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
-  const [always, tenth, never] = [await startSink(), await startSink(), await startSink()];
+async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryCost[]> {
+  const sinks = [await startSink(), await startSink(), await startSink()];
   const traced = (sink: Sink, sampler: Record<string, string>) => ({
     ...sampler,
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
@@ -210,19 +228,21 @@ async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
   });
   const variants: Array<[string, Record<string, string>, Sink | null]> = [
     ['OTEL_SDK_DISABLED=true', { OTEL_SDK_DISABLED: 'true', METRICS_PORT: '0' }, null],
-    ['default (metrics, no trace endpoint)', { METRICS_PORT: '50179' }, null],
-    ['tracing 100% + OTLP export', { METRICS_PORT: '50180', ...traced(always, { OTEL_TRACES_SAMPLER: 'always_on' }) }, always],
-    ['tracing 10% (traceidratio) + OTLP export', {
+    ['tracing off (metrics, no trace endpoint)', { METRICS_PORT: '50179' }, null],
+    ['tracing 100% (always_on) + OTLP export', { METRICS_PORT: '50180', ...traced(sinks[0], { OTEL_TRACES_SAMPLER: 'always_on' }) }, sinks[0]],
+    ['tracing 1% (parentbased_traceidratio 0.01) + OTLP export', {
       METRICS_PORT: '50181',
-      ...traced(tenth, { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' }),
-    }, tenth],
-    // Tracing on but nothing sampled: what every call pays for the interceptor and the span start alone.
-    ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(never, { OTEL_TRACES_SAMPLER: 'always_off' }) }, never],
+      ...traced(sinks[1], { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.01' }),
+    }, sinks[1]],
+    // Tracing on but nothing sampled: what every call pays for the interceptor and the sampling decision alone.
+    ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(sinks[2], { OTEL_TRACES_SAMPLER: 'always_off' }) }, sinks[2]],
   ];
   const targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
   try {
     for (const t of targets) await waitReady(t.port, t.process, t.name);
-    const costs: TelemetryCost[] = targets.map((t) => ({ variant: t.name, unary: [], stream: [], unaryCpu: [], streamCpu: [], rpcs: 0, exported: null }));
+    const measured = (): Measured => ({ unary: [], stream: [], unaryCpu: [], streamCpu: [] });
+    const costs: TelemetryCost[] = variants.map(([name]) => ({ variant: name, ...measured(), baseline: measured(), rpcs: 0, exported: null }));
+    for (const cost of costs) cost.baseline = costs[TRACING_OFF];
     const run = (t: Target, i: number, rpc: 'unary' | 'stream', short: boolean) => {
       const result = h2load(t, rpc, short);
       costs[i].rpcs += result.succeeded;
@@ -234,24 +254,110 @@ async function telemetryCost(quick: boolean): Promise<TelemetryCost[]> {
       run(t, i, 'unary', true);
       run(t, i, 'stream', true);
     });
-    for (let round = 0; round < (quick ? 1 : TELEMETRY_ROUNDS); round++) {
-      targets.forEach((t, i) => {
-        process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}\n`);
-        const unary = run(t, i, 'unary', quick);
-        const stream = run(t, i, 'stream', quick);
-        costs[i].unary.push(unary.messagesPerSecond);
-        costs[i].stream.push(stream.messagesPerSecond);
-        costs[i].unaryCpu.push(unary.cpuUsPerMessage);
-        costs[i].streamCpu.push(stream.cpuUsPerMessage);
-      });
+    for (let round = 0; round < (quick ? 1 : rounds); round++) {
+      // Each round starts one variant later than the one before: a variant's place in the round (after which
+      // neighbour, how long after the round began) is not the same every time.
+      for (let k = 0; k < targets.length; k++) {
+        const i = (k + round) % targets.length;
+        process.stderr.write(`h2load telemetry cost: ${targets[i].name}, round ${round + 1}\n`);
+        for (const rpc of ['unary', 'stream'] as const) {
+          const result = run(targets[i], i, rpc, quick);
+          costs[i][rpc].push(result.messagesPerSecond);
+          costs[i][rpc === 'unary' ? 'unaryCpu' : 'streamCpu'].push(result.cpuUsPerMessage);
+        }
+      }
     }
     await Promise.all(targets.map(stopAndWait));
     for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sink.stats();
     return costs;
   } finally {
     targets.forEach((t) => t.process.kill('SIGTERM'));
-    for (const sink of [always, tenth, never]) sink.stop();
+    for (const sink of sinks) sink.stop();
   }
+}
+
+/** The median over rounds of a/b, each round's a over the same round's b. */
+const pairedMedian = (top: number[], bottom: number[]) => median(top.map((value, round) => value / bottom[round]));
+
+/** A variant's throughput and CPU ratios to tracing off, round by round, as medians (1: as cheap as tracing off). */
+function ratiosToOff(c: TelemetryCost, rpc: 'unary' | 'stream'): { throughput: number; cpu: number } {
+  const cpu = rpc === 'unary' ? 'unaryCpu' : 'streamCpu';
+  return { throughput: pairedMedian(c[rpc], c.baseline[rpc]), cpu: pairedMedian(c.baseline[cpu], c[cpu]) };
+}
+
+/**
+ * The rows of the targets table on telemetry. Throughput on this shared machine swings run to run; the server's
+ * CPU time per message is steadier, and the throughput a CPU-bound server can reach goes as its inverse. Both are
+ * shown, as paired medians; a target is met when both meet it, and the row says which one fell short.
+ */
+function telemetryTargets(costs: TelemetryCost[]): string[] {
+  if (costs.length <= NOTHING_SAMPLED) return [];
+  const line = (rpc: 'unary' | 'stream', name: string, c: TelemetryCost, atLeast: number, inverted = false) => {
+    const cpu = rpc === 'unary' ? 'unaryCpu' : 'streamCpu';
+    const to = ratiosToOff(c, rpc);
+    // Tracing off against OpenTelemetry disabled: the disabled variant's ratios, turned over.
+    const [throughput, cpuRatio] = inverted ? [1 / to.throughput, 1 / to.cpu] : [to.throughput, to.cpu];
+    const [mine, theirs] = inverted ? [median(c.baseline[cpu]), median(c[cpu])] : [median(c[cpu]), median(c.baseline[cpu])];
+    const verdict = throughput >= atLeast && cpuRatio >= atLeast
+      ? 'met'
+      : cpuRatio >= atLeast
+        ? 'met by CPU a message; **not met** by throughput'
+        : throughput >= atLeast
+          ? 'met by throughput; **not met** by CPU a message'
+          : '**not met**';
+    return `| ${rpc}: ${name} | ${throughput.toFixed(2)}× throughput; CPU a message ${mine.toFixed(1)} vs ${theirs.toFixed(1)} µs: ${cpuRatio.toFixed(2)}× | ${verdict} |`;
+  };
+  const [disabled, all, onePercent, none] = [costs[DISABLED], costs[TRACED_ALL], costs[TRACED_ONE_PERCENT], costs[NOTHING_SAMPLED]];
+  return [
+    line('unary', 'tracing off within 2% of OpenTelemetry disabled', disabled, 0.98, true),
+    line('unary', 'tracing 1% (parentbased_traceidratio 0.01) + export ≥ 0.95× tracing off', onePercent, 0.95),
+    line('unary', 'tracing on, sampler always_off ≥ 0.97× tracing off', none, 0.97),
+    line('unary', 'tracing 100% + export ≥ 0.85× tracing off', all, 0.85),
+    line('stream', 'tracing off within 2% of OpenTelemetry disabled', disabled, 0.98, true),
+    line('stream', 'tracing 100% + export ≥ 0.85× tracing off', all, 0.85),
+  ];
+}
+
+/** The report's section on telemetry: every variant's rounds, throughput and CPU beside each other, and the spans
+ * its receiver got. */
+function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number, measured: string): string[] {
+  if (costs.length === 0) return [];
+  const figures = (c: TelemetryCost, rpc: 'unary' | 'stream') => {
+    const cpu = rpc === 'unary' ? 'unaryCpu' : 'streamCpu';
+    const to = ratiosToOff(c, rpc);
+    return `${c[rpc].map((v) => v.toFixed(0)).join(', ')} | ${median(c[rpc]).toFixed(0)} | ${to.throughput.toFixed(2)}× | ${median(c[cpu]).toFixed(1)} | ${to.cpu.toFixed(2)}×`;
+  };
+  const spans = (c: TelemetryCost) =>
+    c.exported === null ? '-' : `${c.exported.callSpans} / ${c.rpcs} (${((100 * c.exported.callSpans) / Math.max(1, c.rpcs)).toFixed(2)}%); ${c.exported.spans} in all`;
+  return [
+    '## What telemetry costs',
+    '',
+    measured,
+    '',
+    `The same server five ways, taking turns for ${quick ? 'one round' : `${rounds} rounds`} under h2load (as above) after a warm-up round, each round`,
+    'starting one variant later than the one before. Tracing:',
+    '`OTEL_TRACES_SAMPLER=always_on` (every call), `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.01` (h2load',
+    'sends no traceparent, so 1% of the calls, by trace id), or `always_off` (tracing on, nothing kept), each exporting',
+    'over OTLP/HTTP protobuf to its own receiver process. Ratios are to tracing off, taken round by round (the two ran',
+    'minutes apart at most), and their median is shown: throughput, and the inverse ratio of the server\'s CPU time',
+    '(user + system, all its threads, from /proc) per message answered. On this shared machine a round\'s ratio swings',
+    'by ±25% (other jobs come and go between two runs), so differences of a few percent are below what one run shows;',
+    '`node dist/bench/trace-interceptor.js` measures the tracing interceptor\'s own CPU a call without that noise',
+    '(docs/DESIGN.md). The receiver counts the SERVER spans of Predict and StreamPredict calls it got, after the',
+    'server\'s shutdown flush, beside the calls and streams made (warm-up included): 100% must be every one, 1% about',
+    'one in a hundred. "In all" adds the batch spans.',
+    '',
+    '| variant | Predict calls/s, each round | median | ratio to tracing off | CPU µs a call | CPU ratio | StreamPredict messages/s, each round | median | ratio to tracing off | CPU µs a message | CPU ratio | call spans received / calls and streams |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...costs.map((c) => `| ${c.variant} | ${figures(c, 'unary')} | ${figures(c, 'stream')} | ${spans(c)} |`),
+    '',
+  ];
+}
+
+/** "Measured by … on …", with the load average around the run: other jobs share this machine. */
+function measuredLine(command: string, loadBefore: number[], started: number): string {
+  const load = (l: number[]) => l.map((v) => v.toFixed(2)).join(' / ');
+  return `Measured by \`${command}\` on ${new Date(started).toISOString().slice(0, 16).replace('T', ' ')} UTC in ${((Date.now() - started) / 60_000).toFixed(1)} min; load average (1/5/15 min) ${load(loadBefore)} at the start and ${load(os.loadavg())} at the end, on ${os.cpus().length} cores shared with other jobs.`;
 }
 
 /** The closed-loop sweeps of the small-model servers (width 17, one row), one line per server, in sweep order. */
@@ -593,6 +699,22 @@ function v2Markdown(c: V2Comparison): string {
   return lines.join('\n');
 }
 
+/** Telemetry rows of the targets table: the ones telemetryTargets() writes. */
+const TELEMETRY_TARGET_ROW = /^\| (?:unary|stream): tracing .*\n/gm;
+/** The telemetry section, up to the next section or the raw results line. */
+const TELEMETRY_SECTION = /## What telemetry costs\n[\s\S]*?(?=\n## |\nRaw results: |$)/;
+
+/** A report with its telemetry rows and section replaced (or added: rows before the RSS target, the section
+ * before the raw results), the rest kept as it was. */
+function spliceTelemetry(report: string, targets: string[], section: string[]): string {
+  const rows = targets.map((row) => `${row}\n`).join('');
+  const at = report.search(TELEMETRY_TARGET_ROW);
+  let out = report.replace(TELEMETRY_TARGET_ROW, '');
+  out = at >= 0 ? out.slice(0, at) + rows + out.slice(at) : out.replace(/^\| RSS under load/m, (m) => rows + m);
+  const text = section.join('\n').trimEnd();
+  return TELEMETRY_SECTION.test(out) ? out.replace(TELEMETRY_SECTION, text) : out.replace(/\nRaw results: /, `\n${text}\n\nRaw results: `);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -600,13 +722,15 @@ async function main(): Promise<void> {
       peers: { type: 'string', default: path.resolve(ROOT, '..', 'shared', 'bench-peers') },
       out: { type: 'string', default: path.join(ROOT, 'docs', 'BENCHMARKS.md') },
       only: { type: 'string', default: '' },
-      rounds: { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '' },
     },
   });
+  const telemetryRounds = values.rounds ? Number(values.rounds) : TELEMETRY_ROUNDS;
+  if (!Number.isInteger(telemetryRounds) || telemetryRounds < 1) throw new Error(`--rounds ${values.rounds}: a whole number of rounds, 1 or more`);
   if (values.only === 'policies') {
     const outDir = path.join(path.dirname(values.out!), 'bench');
     mkdirSync(outDir, { recursive: true });
-    const { markdown } = await comparePolicies({ peers: values.peers!, rounds: Number(values.rounds), durationS: values.quick ? 1.5 : 2, outDir });
+    const { markdown } = await comparePolicies({ peers: values.peers!, rounds: values.rounds ? Number(values.rounds) : 3, durationS: values.quick ? 1.5 : 2, outDir });
     const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '# Benchmarks\n';
     const section = /\n## Batch delay policies\n[\s\S]*?(?=\n## |$)/;
     writeFileSync(values.out!, section.test(previous) ? previous.replace(section, '\n' + markdown.trimEnd() + '\n') : previous.trimEnd() + '\n\n' + markdown);
@@ -630,13 +754,23 @@ async function main(): Promise<void> {
   }
   if (values.only !== '' && values.only !== 'telemetry') throw new Error(`--only must be v2, telemetry or plots, got "${values.only}"`);
   if (values.only === 'telemetry') {
-    for (const cost of await telemetryCost(values.quick!)) {
-      const exported = cost.exported ? `; ${cost.exported.spans} spans received for ${cost.rpcs} calls and streams` : '';
-      console.log(`${cost.variant}: unary ${cost.unary.map((v) => v.toFixed(0)).join(' ')} (${cost.unaryCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU); stream ${cost.stream.map((v) => v.toFixed(0)).join(' ')} (${cost.streamCpu.map((v) => v.toFixed(1)).join(' ')} µs CPU)${exported}`);
+    if (!hasH2load()) throw new Error('the telemetry cost needs h2load (Debian nghttp2-client)');
+    const started = Date.now();
+    const loadBefore = os.loadavg();
+    const costs = await telemetryCost(values.quick!, telemetryRounds);
+    const command = `npm run bench:compare -- --only telemetry${values.quick ? ' --quick' : ''}${telemetryRounds !== TELEMETRY_ROUNDS ? ` --rounds ${telemetryRounds}` : ''}`;
+    const targets = telemetryTargets(costs);
+    const section = telemetrySection(costs, values.quick!, telemetryRounds, measuredLine(command, loadBefore, started));
+    console.log([...targets, '', ...section].join('\n'));
+    if (existsSync(values.out!)) {
+      writeFileSync(values.out!, spliceTelemetry(readFileSync(values.out!, 'utf8'), targets, section));
+      console.log(`\nrewrote the telemetry section and targets of ${path.relative(process.cwd(), values.out!)}`);
     }
     return;
   }
   const quick = values.quick!;
+  const startedAt = Date.now();
+  const loadAtStart = os.loadavg();
   const durationS = quick ? 1.5 : 4;
   const warmupS = quick ? 0.5 : 1;
   const outDir = path.join(path.dirname(values.out!), 'bench');
@@ -752,7 +886,7 @@ async function main(): Promise<void> {
   stopAll();
 
   // 6. What telemetry costs (h2load only: the cheaper generator shows the server's own cost best).
-  const costs = hasH2load() ? await telemetryCost(quick) : [];
+  const costs = hasH2load() ? await telemetryCost(quick, TELEMETRY_ROUNDS) : [];
   if (!costs.length) notes.push('The telemetry cost needs h2load; it was not measured.');
 
   // Plots, data, report.
@@ -783,24 +917,7 @@ async function main(): Promise<void> {
     `| heavy model: ≥ 0.8× onnxruntime in-process at the same batch size (${heavyBatch} rows, 1 thread; 16-row requests) | ${ratio(heavyBound.rowsPerSecond, inProcess)} (${heavyBound.rowsPerSecond.toFixed(0)} vs ${inProcess.toFixed(0)} rows/s) | ${check(heavyBound.rowsPerSecond >= 0.8 * inProcess)} |`,
     `| StreamPredict p99 ≤ 2 ms at half the highest stream rate (${halfStreamRate}/s, Poisson) | ${openStream.latencyMs.p99.toFixed(3)} ms at the client; ${serverP99(openStream)} | ${check(openStream.latencyMs.p99 <= 2)} |`,
     `| p99 ≤ 2 ms at half the highest unary rate (${halfRate}/s, Poisson) | ${openLoop.latencyMs.p99.toFixed(3)} ms at the client; ${serverP99(openLoop)}${echo ? `; echo at ${commonRate}/s: ${openCommon[echo.name].latencyMs.p99.toFixed(3)} ms` : ''} | ${check(openLoop.latencyMs.p99 <= 2)} |`,
-    ...(costs.length >= 3
-      ? (['unary', 'stream'] as const).flatMap((rpc) => {
-          const cpu = rpc === 'unary' ? 'unaryCpu' : 'streamCpu';
-          // Throughput on this shared machine swings ±10% run to run; the server's CPU time per message is steadier,
-          // and the throughput a CPU-bound server can reach goes as its inverse. Both are shown; the check uses CPU.
-          // Each round's two runs were minutes apart at most; a disturbance on this shared machine hits a round, so
-          // the ratio is taken within each round and the median of those is reported.
-          const pairedMedian = (top: number[], bottom: number[]) => median(top.map((value, round) => value / bottom[round]));
-          const line = (name: string, a: TelemetryCost, b: TelemetryCost, within: number) => {
-            const cpuRatio = pairedMedian(b[cpu], a[cpu]);
-            return `| ${rpc}: ${name} | ${ratio(pairedMedian(a[rpc], b[rpc]), 1)} throughput; CPU a message ${median(a[cpu]).toFixed(1)} vs ${median(b[cpu]).toFixed(1)} µs: ${ratio(cpuRatio, 1)} | ${check(cpuRatio >= 1 - within)} |`;
-          };
-          return [
-            line('tracing off within 2% of OpenTelemetry disabled', costs[1], costs[0], 0.02),
-            line('tracing 100% + export within 15% of tracing off', costs[2], costs[1], 0.15),
-          ];
-        })
-      : []),
+    ...telemetryTargets(costs),
     `| RSS under load ≤ 300 MB | ${rss.peak.toFixed(0)} MB peak through the bench tool's runs (${rss.rss.toFixed(0)} MB after them)${h2.length ? `; ${rssWithH2load.peak.toFixed(0)} MB peak once h2load had run too` : ''} | ${check(Math.max(rss.peak, rssWithH2load.peak) <= 300)} |`,
   ].filter((line) => line !== '');
 
@@ -881,22 +998,7 @@ async function main(): Promise<void> {
       return `| ${rows} | ${plain.requestBytes} | ${zipped.requestBytes} | ${plain.requestsPerSecond.toFixed(0)} | ${zipped.requestsPerSecond.toFixed(0)} | ${plain.rowsPerSecond.toFixed(0)} | ${zipped.rowsPerSecond.toFixed(0)} |`;
     }),
     '',
-    ...(costs.length
-      ? [
-          '## What telemetry costs',
-          '',
-          `The same server five ways, taking turns for ${quick ? 'one round' : `${TELEMETRY_ROUNDS} rounds`} under h2load (as above) after a warm-up round;`,
-          'messages/s of each round. The targets compare two variants round by round and report the median ratio. Tracing: `OTEL_TRACES_SAMPLER=always_on` (every call), or `traceidratio` 0.1,',
-          'exported over OTLP/HTTP protobuf, each traced server to its own receiver process, which counts the spans it',
-          'gets (after the server\'s shutdown flush): every call should arrive as a span, none dropped.',
-          'Server CPU (user + system, from /proc) per message answered is shown too: it varies less than throughput here.',
-          '',
-          '| variant | Predict calls/s | median | CPU µs a call | StreamPredict messages/s | median | CPU µs a message | spans received / calls and streams |',
-          '|---|---|---|---|---|---|---|---|',
-          ...costs.map((c) => `| ${c.variant} | ${c.unary.map((v) => v.toFixed(0)).join(', ')} | ${median(c.unary).toFixed(0)} | ${median(c.unaryCpu).toFixed(1)} | ${c.stream.map((v) => v.toFixed(0)).join(', ')} | ${median(c.stream).toFixed(0)} | ${median(c.streamCpu).toFixed(1)} | ${c.exported ? `${c.exported.spans} / ${c.rpcs}` : '-'} |`),
-          '',
-        ]
-      : []),
+    ...telemetrySection(costs, quick, TELEMETRY_ROUNDS, measuredLine(`npm run bench:compare${quick ? ' -- --quick' : ''}`, loadAtStart, startedAt)),
     ...(notes.length ? ['## Not measured', '', ...notes.map((n) => `- ${n}`), ''] : []),
     'Raw results: [bench/results.json](bench/results.json), [bench/results.csv](bench/results.csv).',
     '',

@@ -549,7 +549,8 @@ interface CallTracer {
  *
  * One object a call, in place of grpc-js's ServerInterceptingCall, which makes a responder, a listener wrapper and
  * a closure for each event of every call, and queues messages for interceptors that hold them back (this one never
- * does): on a 2-core machine that layer alone cost a sampled-out unary call more than the 3% it may cost now.
+ * does). With the SDK's span start, that layer cost a sampled-out call 3.7–4.7 µs of this thread's CPU; this one and
+ * the decision cost 0.2–0.3 µs (bench/trace-interceptor.ts, 256 calls in flight).
  */
 class TracedCall implements ServerCall, CallListener {
   private listener: CallListener | null = null;
