@@ -4,7 +4,9 @@
 // reports a fault is terminated here (piscina would keep it), and piscina starts a new one in its place. The slab's
 // claim word (slab.ts) keeps the old worker's hands off the slab.
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
+import type { AbortSignalEventEmitter } from 'piscina/dist/abort';
 import { RingQueue } from '../batching/queue';
 import type { ExecutorFault, SoloShapes } from '../batching/batcher';
 import { CLAIM_RELEASE_WAIT_MS, revokeSlab } from '../batching/slab';
@@ -43,16 +45,21 @@ export class WorkerPool {
   private terminating = 0;
   /** Batches a worker is running, and those queued in piscina behind them (with clocks not yet started). */
   private running = 0;
-  private readonly waiting = new RingQueue<TaskTimeout>(16);
+  private readonly waiting = new RingQueue<TaskDeadline>(16);
+  /** The running batches' deadlines, under one timer. */
+  private readonly watchdog: Watchdog;
 
   constructor(private readonly options: PoolOptions) {
     this.claims = new Int32Array(options.init.claims);
+    this.watchdog = new Watchdog(options.taskTimeoutMs);
     this.piscina = new Piscina({
       filename: options.filename ?? ONNX_WORKER,
       minThreads: options.workers,
       maxThreads: options.workers,
       idleTimeout: Infinity,
       concurrentTasksPerWorker: 1,
+      // piscina's run and wait time histograms: two records a batch that nothing reads.
+      recordTiming: false,
       workerData: options.init,
     });
     // A failed worker's error also reaches this event; the failure is already reported through its task.
@@ -83,14 +90,14 @@ export class WorkerPool {
     const task: BatchTask = solo === undefined ? { slab, rows, ticket } : { slab, rows, ticket, shapes: solo.shapes, byteLengths: solo.byteLengths };
     const timeoutMs = this.options.taskTimeoutMs;
     if (timeoutMs === 0) return this.piscina.run(task).catch((error: unknown) => this.fault(slab, ticket, error, 0));
-    const timeout = new TaskTimeout(timeoutMs);
-    this.startClock(timeout);
+    const deadline = new TaskDeadline();
+    this.startClock(deadline);
     try {
-      return await this.piscina.run(task, { signal: timeout.signal });
+      return await this.piscina.run(task, { signal: deadline });
     } catch (error) {
       return await this.fault(slab, ticket, error, timeoutMs);
     } finally {
-      timeout.clear();
+      this.watchdog.end(deadline);
       this.taskEnded();
     }
   }
@@ -112,19 +119,19 @@ export class WorkerPool {
   // A batch's clock starts when a worker takes it, not when it is queued: piscina hands tasks to workers in
   // submission order, one each, so the k-th task waiting starts when the k-th running one ends. A batch queued
   // behind a hung one is not failed with it.
-  private startClock(timeout: TaskTimeout): void {
+  private startClock(deadline: TaskDeadline): void {
     if (this.running < this.options.workers) {
       this.running++;
-      timeout.start();
+      this.watchdog.start(deadline);
     } else {
-      this.waiting.push(timeout);
+      this.waiting.push(deadline);
     }
   }
 
   private taskEnded(): void {
     const next = this.waiting.shift();
     if (next === undefined) this.running--;
-    else next.start();
+    else this.watchdog.start(next);
   }
 
   private async fault(slab: number, ticket: number, error: unknown, timeoutMs: number): Promise<BatchDone> {
@@ -143,6 +150,7 @@ export class WorkerPool {
    * period, where a worker may hang for good) skips the wait.
    */
   async close(force = false): Promise<void> {
+    this.watchdog.stop();
     if (force) {
       await this.piscina.destroy();
       return;
@@ -161,20 +169,83 @@ export class WorkerPool {
 /** How long close() waits for starting workers before it destroys the pool anyway. */
 const CLOSE_WAIT_MS = 10_000;
 
-/** An AbortSignal that fires `ms` after start(). */
-class TaskTimeout {
-  private readonly controller = new AbortController();
+/**
+ * A batch's timeout, as the abort signal piscina takes (its EventEmitter form): a plain object rather than an
+ * AbortController, and no timer of its own (Watchdog). An AbortController and a timer for every batch cost about
+ * 30 µs of main thread a batch at one call at a time (docs/DESIGN.md, "The low-load path").
+ */
+class TaskDeadline implements AbortSignalEventEmitter {
+  aborted = false;
+  reason: unknown = undefined;
+  /** When it is due (performance.now() ms), once its clock has started. */
+  due = Infinity;
+  /** The batch is over: aborting it now would do nothing. */
+  settled = false;
+  private listener: (() => void) | null = null;
+  once(_event: 'abort', listener: () => void): void {
+    this.listener = listener;
+  }
+  off(_event: 'abort', listener: () => void): void {
+    if (this.listener === listener) this.listener = null;
+  }
+  // What piscina calls at run time (its types name `off`).
+  removeListener(event: 'abort', listener: () => void): void {
+    this.off(event, listener);
+  }
+  settle(): void {
+    this.settled = true;
+    this.listener = null;
+  }
+  abort(reason: string): void {
+    if (this.settled || this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listener = this.listener;
+    this.listener = null;
+    listener?.();
+  }
+}
+
+/**
+ * One timer for all of a pool's running batches (at most one a worker: a batch's clock starts when a worker takes
+ * it). The timer is set when a batch starts and none is set; when it fires, it aborts the batches past due and is
+ * set again for the earliest still running, or lapses if none is.
+ */
+class Watchdog {
+  private readonly running = new Set<TaskDeadline>();
   private timer: NodeJS.Timeout | null = null;
-  constructor(private readonly ms: number) {}
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  constructor(private readonly timeoutMs: number) {}
+
+  start(deadline: TaskDeadline): void {
+    deadline.due = performance.now() + this.timeoutMs;
+    this.running.add(deadline);
+    this.timer ??= setTimeout(this.check, this.timeoutMs);
   }
-  start(): void {
-    this.timer = setTimeout(() => this.controller.abort(), this.ms);
+
+  end(deadline: TaskDeadline): void {
+    deadline.settle();
+    this.running.delete(deadline);
   }
-  clear(): void {
+
+  stop(): void {
     if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
   }
+
+  private readonly check = (): void => {
+    this.timer = null;
+    const now = performance.now();
+    let next = Infinity;
+    for (const deadline of this.running) {
+      if (deadline.due <= now) {
+        this.running.delete(deadline);
+        deadline.abort(`WORKER_TIMEOUT_MS (${this.timeoutMs} ms)`);
+      } else {
+        next = Math.min(next, deadline.due);
+      }
+    }
+    if (next !== Infinity) this.timer = setTimeout(this.check, Math.ceil(next - now));
+  };
 }
 
 /** What a batch lost to a worker this pool terminated comes back as: the batch runs again. */
