@@ -10,7 +10,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { frame, frameGzip, GrpcH2Client, type CallEnd } from './h2';
-import type { TickerMessage, TickerOptions } from './ticker';
+import type { Bursts, TickerMessage, TickerOptions } from './ticker';
 import { encodeInferRequests, MODEL_INFER, MODEL_STREAM_INFER, streamAnswerOk } from './v2';
 import { WIRE_FIXED32, WIRE_VARINT, WireReader } from './wire';
 
@@ -29,6 +29,8 @@ export interface LoadSpec {
   rate: number;
   /** Open loop: exponential gaps (Poisson arrivals) rather than constant ones. */
   poisson: boolean;
+  /** Open loop: on/off bursts of arrivals at the same mean rate (bench/ticker.ts). */
+  bursts?: Bursts;
   /** StreamPredict calls the load is spread over. */
   streams: number;
   rowsPerRequest: number;
@@ -210,9 +212,9 @@ function readFigures(bytes: Buffer, into: number[]): boolean {
  * (bench/ticker.ts) that sleeps with sub-millisecond precision, so a request goes out within ~0.1 ms of its time
  * instead of at the main thread's next millisecond timer; any lateness left still counts in its latency.
  */
-export function openLoop(rate: number, poisson: boolean, isStopped: () => boolean, send: (intendedAt: number) => void): void {
+export function openLoop(rate: number, poisson: boolean, isStopped: () => boolean, send: (intendedAt: number) => void, bursts?: Bursts): void {
   const stop = new Int32Array(new SharedArrayBuffer(4));
-  const options: TickerOptions = { rate, poisson, minSleepMs: 0.1, stop };
+  const options: TickerOptions = { rate, poisson, minSleepMs: 0.1, stop, bursts };
   const ticker = new Worker(path.join(__dirname, 'ticker.js'), { workerData: options });
   ticker.unref();
   const origin = performance.timeOrigin;
@@ -342,7 +344,7 @@ function unaryLoad(
   };
 
   if (spec.rate > 0) {
-    openLoop(spec.rate, spec.poisson, isStopped, (intendedAt) => send(intendedAt, false));
+    openLoop(spec.rate, spec.poisson, isStopped, (intendedAt) => send(intendedAt, false), spec.bursts);
   } else {
     for (let i = 0; i < spec.concurrency; i++) send(performance.now(), true);
   }
@@ -410,7 +412,7 @@ function streamLoad(
   const drivers = Array.from({ length: spec.streams }, (_, s) => new StreamDriver(client, wire, s, requests, recorder, closedLoop));
   if (spec.rate > 0) {
     let turn = 0;
-    openLoop(spec.rate, spec.poisson, isStopped, (intendedAt) => drivers[turn++ % drivers.length].send(intendedAt));
+    openLoop(spec.rate, spec.poisson, isStopped, (intendedAt) => drivers[turn++ % drivers.length].send(intendedAt), spec.bursts);
   } else {
     const window = Math.max(1, Math.ceil(spec.concurrency / spec.streams));
     for (const driver of drivers) for (let i = 0; i < window; i++) driver.send(performance.now());

@@ -15,21 +15,39 @@ export interface TickerOptions {
   minSleepMs: number;
   /** A flag word the main thread sets to 1 to stop the ticker. */
   stop: Int32Array;
+  /**
+   * On/off bursts: arrivals only during `onMs` out of every `onMs + offMs`, at the rate that keeps the mean `rate`
+   * (so `(onMs + offMs) / onMs` times it while on), none while off.
+   */
+  bursts?: Bursts;
+}
+
+export interface Bursts {
+  onMs: number;
+  offMs: number;
 }
 
 /** Arrival times are posted as absolute ms (`performance.timeOrigin` differs between threads). */
 export type TickerMessage = Float64Array;
 
-function run({ rate, poisson, minSleepMs, stop }: TickerOptions): void {
-  const gap = 1000 / rate;
+function run({ rate, poisson, minSleepMs, stop, bursts }: TickerOptions): void {
+  // Arrivals are drawn on a clock that runs only while a burst is on (all the time without bursts), at the rate
+  // while on, and placed on the real clock: on-time v falls in burst floor(v / onMs), onMs + offMs apart.
+  const onMs = bursts?.onMs ?? Infinity;
+  const period = bursts === undefined ? Infinity : bursts.onMs + bursts.offMs;
+  const gap = bursts === undefined ? 1000 / rate : (1000 / rate) * (bursts.onMs / period);
+  const real = (v: number) => (bursts === undefined ? v : Math.floor(v / onMs) * period + (v % onMs));
   const origin = performance.timeOrigin;
-  let next = performance.now();
+  const start = performance.now();
+  let virtual = 0;
+  let next = start;
   const due: number[] = [];
   while (Atomics.load(stop, 0) === 0) {
     const now = performance.now();
     while (next <= now) {
       due.push(origin + next);
-      next += poisson ? -Math.log(1 - Math.random()) * gap : gap;
+      virtual += poisson ? -Math.log(1 - Math.random()) * gap : gap;
+      next = start + real(virtual);
     }
     if (due.length > 0) {
       parentPort!.postMessage(Float64Array.from(due));
