@@ -5,12 +5,12 @@
 // ratios are taken within a round (the servers of a round ran seconds apart, on a shared machine whose speed drifts
 // by more than the differences sought) and their median is reported. Server CPU per call is from /proc, over each
 // run's measured window.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GrpcH2Client } from './h2';
-import { runLoad, type LoadResult, type LoadSpec } from './load';
+import { encodeRequests, runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot, type PlotSeries } from './plot';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -39,6 +39,50 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** One closed-loop run under h2load (one connection, `concurrency` calls in flight). */
+export interface H2Run {
+  server: string;
+  concurrency: number;
+  round: number;
+  callsPerSecond: number;
+  meanUs: number;
+  cpuUsPerCall: number;
+  failed: number;
+}
+
+const hasH2load = (): boolean => {
+  try {
+    execFileSync('h2load', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** h2load, closed loop, for `durationS` after a 0.5 s warm-up: calls/s, mean round trip and the server's CPU a call. */
+function h2Closed(server: Server, concurrency: number, round: number, durationS: number, dir: string): H2Run {
+  const body = path.join(dir, `w${server.width}.bin`);
+  if (!existsSync(body)) writeFileSync(body, encodeRequests(server.width, 1, 1)[0]);
+  const cpuBefore = cpuMs(server.child.pid!);
+  const out = execFileSync('h2load', [
+    '-D', String(durationS), '--warm-up-time', '0.5', '-c', '1', '-m', String(concurrency), '-t', '1',
+    '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', body,
+    `http://127.0.0.1:${server.port}/inference.ModelService/Predict`,
+  ], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const cpu = cpuMs(server.child.pid!) - cpuBefore;
+  const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
+  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
+  const callsPerSecond = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0);
+  // "time for request:  min  max  mean  sd  +/- sd", in us or ms.
+  const row = /time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/.exec(out);
+  const meanUs = row === null ? NaN : Number(row[1]) * (row[2] === 'us' ? 1 : row[2] === 'ms' ? 1000 : 1e6);
+  // The CPU window includes h2load's warm-up half second: counted against the calls of both.
+  const calls = succeeded + Math.round(callsPerSecond * 0.5);
+  const run = { server: server.name, concurrency, round, callsPerSecond, meanUs, cpuUsPerCall: (cpu * 1000) / Math.max(1, calls), failed };
+  process.stderr.write(`h2load c=${concurrency} ${server.name} round ${round}: ${callsPerSecond.toFixed(0)}/s mean ${meanUs.toFixed(0)} µs cpu ${run.cpuUsPerCall.toFixed(0)} µs/call\n`);
+  return run;
 }
 
 async function waitReady(server: Server): Promise<void> {
@@ -132,6 +176,18 @@ export async function comparePolicies(options: PolicyOptions): Promise<{ runs: P
     // An unrecorded warm-up for every server (JIT, onnxruntime's first runs), then the rounds.
     for (const s of all) await measure(s, 'warm-up', 0, { concurrency: 8, durationS: 1 });
     runs.length = 0;
+    // Where h2load is installed, the closed loops again under it: a load generator in C, whose own cost per call is
+    // a fraction of the Node one's, so the servers' differences show in the figures rather than the generator's.
+    const h2runs: H2Run[] = [];
+    if (hasH2load()) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'policies-'));
+      for (let round = 1; round <= options.rounds; round++) {
+        for (const concurrency of [1, 64]) {
+          for (const s of rotate(concurrency === 1 && echo ? [echo, ...servers] : servers, round)) h2runs.push(h2Closed(s, concurrency, round, options.durationS, dir));
+        }
+        for (const s of rotate(heavy, round)) h2runs.push({ ...h2Closed(s, 64, round, options.durationS, dir), concurrency: -64 });
+      }
+    }
     for (let round = 1; round <= options.rounds; round++) {
       for (const concurrency of levels) {
         for (const s of rotate(concurrency === 1 && echo ? [echo, ...servers] : servers, round)) await measure(s, `c=${concurrency}`, round, { concurrency });
@@ -146,14 +202,14 @@ export async function comparePolicies(options: PolicyOptions): Promise<{ runs: P
       // The same mean rate in on/off bursts: Poisson arrivals at the peak rate for 50 ms, then 50 ms of nothing.
       for (const s of rotate(servers, round)) await measure(s, `bursts ${half}/s`, round, { rate: half, poisson: true, bursts: BURSTS, durationS: options.durationS });
     }
-    return { runs, markdown: report(runs, servers, heavy, echo, levels, half, options, loadAverageStart) };
+    return { runs, markdown: report(runs, h2runs, servers, heavy, echo, levels, half, options, loadAverageStart) };
   } finally {
     stopAll();
     process.removeListener('exit', stopAll);
   }
 }
 
-function report(runs: PolicyRun[], servers: Server[], heavy: Server[], echo: Server | null, levels: number[], half: number, options: PolicyOptions, loadAverageStart: number[]): string {
+function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Server[], echo: Server | null, levels: number[], half: number, options: PolicyOptions, loadAverageStart: number[]): string {
   const of = (server: string, load: string) => runs.filter((r) => r.server === server && r.load === load).sort((a, b) => a.round - b.round);
   const med = (server: string, load: string, pick: (r: PolicyRun) => number) => median(of(server, load).map(pick));
   /** Median over rounds of server a's figure over server b's, both from the same round. */
@@ -195,6 +251,54 @@ function report(runs: PolicyRun[], servers: Server[], heavy: Server[], echo: Ser
   };
   sat('c=64', [adaptive, ...fixedNames], 'saturation, small model (c=64)');
   sat('heavy c=64', heavy.map((s) => s.name), 'saturation, heavy model (c=64)');
+  // The same targets under h2load, where it ran (heavy model runs are filed as concurrency -64).
+  const h2of = (server: string, concurrency: number) => h2runs.filter((r) => r.server === server && r.concurrency === concurrency).sort((a, b) => a.round - b.round);
+  const h2paired = (a: string, b: string, concurrency: number, pick: (r: H2Run) => number) => {
+    const bs = h2of(b, concurrency);
+    return median(h2of(a, concurrency).map((r, i) => pick(r) / pick(bs[i])));
+  };
+  const h2med = (server: string, concurrency: number, pick: (r: H2Run) => number) => median(h2of(server, concurrency).map(pick));
+  if (h2runs.length > 0) {
+    const rate1 = h2paired(adaptive, batchOne, 1, (r) => r.callsPerSecond);
+    const cpu1 = h2paired(adaptive, batchOne, 1, (r) => r.cpuUsPerCall);
+    lines.push(`| h2load c=1: adaptive ≥ 0.98× the calls/s of MAX_BATCH_SIZE=1, no more CPU a call | ${rate1.toFixed(2)}× calls/s, ${cpu1.toFixed(2)}× CPU a call | ${check(rate1 >= 0.98 && cpu1 <= 1.02)} |`);
+    if (echo) {
+      const rt = h2paired(adaptive, echo.name, 1, (r) => r.meanUs);
+      const one = h2paired(batchOne, echo.name, 1, (r) => r.meanUs);
+      lines.push(`| h2load c=1: mean round trip ≤ 1.5× the echo server's | adaptive ${rt.toFixed(2)}× (${h2med(adaptive, 1, (r) => r.meanUs).toFixed(0)} vs ${h2med(echo.name, 1, (r) => r.meanUs).toFixed(0)} µs; MAX_BATCH_SIZE=1 ${one.toFixed(2)}×) | ${check(rt <= 1.5)} |`);
+    }
+    for (const [concurrency, list, label] of [[64, [adaptive, ...fixedNames], 'small'], [-64, heavy.map((h) => h.name), 'heavy']] as Array<[number, string[], string]>) {
+      const best = list.slice(1).reduce((b, n) => (h2med(n, concurrency, (r) => r.callsPerSecond) > h2med(b, concurrency, (r) => r.callsPerSecond) ? n : b), list[1]);
+      const r = h2paired(list[0], best, concurrency, (x) => x.callsPerSecond);
+      lines.push(`| h2load saturation, ${label} model (c=64): adaptive ≥ the best fixed delay (${best.replace(/^heavy /, '')}) | ${r.toFixed(2)}× | ${check(r >= 0.97)} |`);
+    }
+  }
+  const h2table = (concurrency: number, list: Server[], baseline: string) => [
+    `| server | calls/s (each round) | calls/s vs ${baseline} | mean round trip µs | CPU µs a call | CPU vs ${baseline} | failed |`,
+    '|---|---|---|---|---|---|---|',
+    ...list.map((sv) => {
+      const rounds = h2of(sv.name, concurrency);
+      return `| ${sv.name} | ${rounds.map((r) => r.callsPerSecond.toFixed(0)).join(', ')} | ${h2paired(sv.name, baseline, concurrency, (r) => r.callsPerSecond).toFixed(2)}× | ${h2med(sv.name, concurrency, (r) => r.meanUs).toFixed(0)} | ${h2med(sv.name, concurrency, (r) => r.cpuUsPerCall).toFixed(0)} | ${h2paired(sv.name, baseline, concurrency, (r) => r.cpuUsPerCall).toFixed(2)}× | ${rounds.reduce((n, r) => n + r.failed, 0)} |`;
+    }),
+  ];
+  const h2sections = h2runs.length === 0 ? ['h2load is not installed: the closed loops ran under the Node generator only.', ''] : [
+    '### Closed loop under h2load (one connection, c calls in flight)',
+    '',
+    `h2load -c 1 -m c -D ${options.durationS} --warm-up-time 0.5, one-row Predict calls. CPU a call counts the warm-up's calls too.`,
+    '',
+    '#### c=1, small model',
+    '',
+    ...h2table(1, echo ? [echo, ...servers] : servers, batchOne),
+    '',
+    '#### c=64, small model',
+    '',
+    ...h2table(64, servers, batchOne),
+    '',
+    '#### c=64, heavy model',
+    '',
+    ...h2table(-64, heavy, heavy[1].name),
+    '',
+  ];
   const poisson = `poisson ${half}/s`;
   const bursts = `bursts ${half}/s`;
   for (const [load, label] of [[poisson, `Poisson at half the peak (${half}/s)`], [bursts, `on/off bursts, ${half}/s mean (${2 * half}/s for 50 ms, then 50 ms off)`]]) {
@@ -208,7 +312,7 @@ function report(runs: PolicyRun[], servers: Server[], heavy: Server[], echo: Ser
     points: levels.map((c) => ({ throughput: med(s.name, `c=${c}`, rate), p50Ms: med(s.name, `c=${c}`, (r) => r.result.latencyMs.p50), p99Ms: med(s.name, `c=${c}`, p99) })),
   }));
   writeFileSync(path.join(options.outDir, 'policies.svg'), latencyPlot('Predict, small model: latency vs load by batch delay policy (closed loop c = 1, 8, 64)', series, 'calls/s'));
-  writeFileSync(path.join(options.outDir, 'policies.json'), JSON.stringify(runs, null, 2));
+  writeFileSync(path.join(options.outDir, 'policies.json'), JSON.stringify({ runs, h2load: h2runs }, null, 2));
 
   return [
     '## Batch delay policies',
@@ -222,8 +326,11 @@ function report(runs: PolicyRun[], servers: Server[], heavy: Server[], echo: Ser
     '',
     ...lines,
     '',
-    ...levels.flatMap((c) => [`### Closed loop, c=${c}, small model`, '', ...table(`c=${c}`, c === 1 && echo ? [echo, ...servers] : servers, batchOne), '']),
-    '### Closed loop, c=64, heavy model',
+    ...h2sections,
+    '### Closed loop under the Node generator',
+    '',
+    ...levels.flatMap((c) => [`#### c=${c}, small model`, '', ...table(`c=${c}`, c === 1 && echo ? [echo, ...servers] : servers, batchOne), '']),
+    '#### c=64, heavy model',
     '',
     ...table('heavy c=64', heavy, heavy[1].name),
     '',

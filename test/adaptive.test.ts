@@ -65,7 +65,7 @@ describe('adaptive controller', () => {
 
 describe('adaptive policy', () => {
   const policy: BatchPolicy = { maxBatchRows: 64, maxQueueDelayUs: 1000, preferredBatchSizes: [] };
-  const load = (over: Partial<LoadEstimate>): LoadEstimate => ({ fixedUs: 100, perRowUs: 2, arrivalRowsPerUs: 0.001, idleWorkers: 1, workers: 1, ...over });
+  const load = (over: Partial<LoadEstimate>): LoadEstimate => ({ fixedUs: 100, perRowUs: 2, arrivalRowsPerUs: 0.001, idleWorkers: 1, workers: 1, workerFreeInUs: 0, handOffUs: 60, ...over });
 
   it('idle worker, light load: dispatches at once (waiting cannot pay)', () => {
     assert.deepEqual(decideAdaptive(1, 0, policy, load({})), { dispatch: true, rows: 1 });
@@ -93,8 +93,14 @@ describe('adaptive policy', () => {
     assert.deepEqual(decideAdaptive(1, 0, { ...policy, maxQueueDelayUs: 0 }, heavy), { dispatch: true, rows: 1 });
   });
 
-  it('no worker idle: waits up to the bound for one (a finished batch wakes the batcher), the batch growing meanwhile', () => {
-    assert.deepEqual(decideAdaptive(5, 200, policy, load({ idleWorkers: 0 })), { dispatch: false, waitUs: 800 });
+  it('no worker idle: grows until one hand-off before the first busy worker is predicted free, then goes, queued behind it', () => {
+    // Free in 500 µs, hand-off 60 µs: hand the batch over in 440 µs.
+    assert.deepEqual(decideAdaptive(5, 200, policy, load({ idleWorkers: 0, workerFreeInUs: 500 })), { dispatch: false, waitUs: 440 });
+    // Never past the bound (1,000 µs, 200 waited).
+    assert.deepEqual(decideAdaptive(5, 200, policy, load({ idleWorkers: 0, workerFreeInUs: 5000 })), { dispatch: false, waitUs: 800 });
+    // Within a hand-off of the worker's end (or past a late prediction): now, so that the worker never waits for it.
+    assert.deepEqual(decideAdaptive(5, 200, policy, load({ idleWorkers: 0, workerFreeInUs: 70 })), { dispatch: true, rows: 5 });
+    assert.deepEqual(decideAdaptive(5, 200, policy, load({ idleWorkers: 0, workerFreeInUs: 0 })), { dispatch: true, rows: 5 });
   });
 
   it('a full batch or a preferred size goes at once, as under fixed', () => {
@@ -216,6 +222,47 @@ describe('batcher, adaptive delay', () => {
     // Quiet again: back to one call a batch, at once.
     const after = await arrivals(40, 5);
     for (const call of after.slice(-10)) assert.ok(Math.abs(call.answeredAt - call.enqueuedAt - 0.11) < 1e-9, `${call.answeredAt - call.enqueuedAt}`);
+  });
+
+  it('busy worker: the next batch is handed over just before the worker is free, so the worker never waits for it', async () => {
+    // One worker that runs batches one after another: a batch reaches it HAND_OFF µs after dispatch, waits there
+    // for the batch before it, then takes 100 + 10 µs a row; its result is back HAND_OFF µs after it ends.
+    const HAND_OFF = 0.04;
+    const clock = new FakeClock();
+    const starts: Array<{ start: number; end: number; rows: number }> = [];
+    let workerFreeAt = 0;
+    const executor: BatchExecutor = {
+      run(_slab: number, rows: number): Promise<BatchResult> {
+        const start = Math.max(clock.now() + HAND_OFF, workerFreeAt);
+        const end = start + (100 + 10 * rows) / 1000;
+        workerFreeAt = end;
+        starts.push({ start, end, rows });
+        return new Promise((resolve) => clock.setTimer(() => resolve({ computeUs: (end - start) * 1000, worker: 0 }), end + HAND_OFF - clock.now()));
+      },
+    };
+    const batcher = new Batcher({
+      maxBatchRows: layout.maxBatchRows, maxQueueDelayUs: 1000, preferredBatchSizes: [], maxQueueRows: 4096, layout,
+      slabs: [createSlab(layout), createSlab(layout)], executor, clock, batchDelay: 'adaptive', workers: 1,
+    });
+    for (let i = 0; i < 20; i++) {
+      batcher.enqueue(new Call(clock));
+      await clock.advance(2);
+    }
+    const before = starts.length;
+    // A call every 25 µs for 40 ms: one-row batches would need 4.4 workers; batches of ~8 rows keep one just busy.
+    for (let i = 0; i < 1600; i++) {
+      batcher.enqueue(new Call(clock));
+      await clock.advance(0.025);
+    }
+    await clock.advance(5);
+    const busy = starts.slice(before + 5, -5);
+    const gaps = busy.slice(1).map((b, i) => (b.start - busy[i].end) * 1000);
+    const idle = gaps.filter((g) => g > 1e-6);
+    // Fixed 0 would keep it busy too, with a batch queued behind the running one; waiting for the worker to free
+    // before handing over (the earlier rule) left it idle for both hand-offs, 80 µs, between every two batches.
+    assert.ok(idle.length <= gaps.length / 20, `the worker waited between ${idle.length} of ${gaps.length} batches: ${idle.slice(0, 8).map((g) => g.toFixed(0)).join(' ')} µs`);
+    const mean = busy.reduce((n, b) => n + b.rows, 0) / busy.length;
+    assert.ok(mean >= 4, `batches of ${mean.toFixed(1)} rows`);
   });
 
   it('a deadline that cannot be met is refused with DEADLINE_EXCEEDED at once, before it costs compute', async () => {

@@ -326,7 +326,7 @@ export class Batcher {
       const waitedUs = (now - oldest.enqueuedAt) * 1000;
       const decision = this.controller === null
         ? decide(this.queuedRows, waitedUs, this.options)
-        : decideAdaptive(this.queuedRows, waitedUs, this.options, this.controller.loadEstimate(this.inFlightBatches));
+        : decideAdaptive(this.queuedRows, waitedUs, this.options, this.controller.loadEstimate(this.inFlightBatches, startUs));
       if (!decision.dispatch) {
         this.wakeIn(Math.min(decision.waitUs, untilDeadlineUs), now);
         break;

@@ -39,7 +39,7 @@ export class AdaptiveController {
   private lastArrivalUs = NaN;
   /** Running mean of the hand-off: a batch's time from dispatch to result less the worker's own compute time. */
   private handOff = 0;
-  private readonly estimate: LoadEstimate = { fixedUs: 0, perRowUs: 0, arrivalRowsPerUs: 0, idleWorkers: 0, workers: 1 };
+  private readonly estimate: LoadEstimate = { fixedUs: 0, perRowUs: 0, arrivalRowsPerUs: 0, idleWorkers: 0, workers: 1, workerFreeInUs: 0, handOffUs: 0 };
 
   constructor(private readonly workers: number) {
     this.estimate.workers = workers;
@@ -118,11 +118,14 @@ export class AdaptiveController {
   }
 
   /**
-   * The estimate for the policy, with `busy` batches in flight; one object, reused. Untrained, it reports no
-   * arrivals, so that the policy dispatches at once until it has something to go on.
+   * The estimate for the policy, with `busy` batches in flight, the first of which is predicted to end in
+   * `workerFreeInUs`; one object, reused. Untrained, it reports no arrivals and no hand-off time, so that the
+   * policy dispatches at once until it has something to go on.
    */
-  loadEstimate(busy: number): LoadEstimate {
+  loadEstimate(busy: number, workerFreeInUs = 0): LoadEstimate {
     const estimate = this.estimate;
+    estimate.workerFreeInUs = workerFreeInUs;
+    estimate.handOffUs = this.trained ? this.handOff : 0;
     estimate.fixedUs = this.fixed;
     estimate.perRowUs = this.perRow;
     estimate.arrivalRowsPerUs = this.trained ? this.arrivalRowsPerUs : 0;

@@ -34,6 +34,10 @@ export interface LoadEstimate {
   /** Workers with no batch at all: one of them starts a batch dispatched now at once. */
   idleWorkers: number;
   workers: number;
+  /** With none idle: µs until the first busy worker is predicted to finish its batch. */
+  workerFreeInUs: number;
+  /** The part of a batch's time that is not the worker's compute: the hand-off both ways (recent mean). */
+  handOffUs: number;
 }
 
 export type Decision =
@@ -78,15 +82,21 @@ export function decide(queuedRows: number, oldestWaitUs: number, policy: BatchPo
  * worker w: (w + B + a·(n + m))/(n + m) a row. Waiting is cheaper per row exactly when n·w < m·B, i.e. when
  * n < λB: fewer rows are queued than arrive during one batch's fixed cost. Then the batch waits for n* = ⌈λB⌉ rows,
  * due in (n* − n)/λ µs, never past the bound; otherwise (a quiet feed: λB < 1 ≤ n; or a long queue) it goes now.
- * With no worker idle the batch waits, up to the bound, for one to finish (a finished batch wakes the batcher): it
- * grows meanwhile, as under fixed.
+ * With no worker idle the batch grows until it can be handed over just in time: one hand-off before the first busy
+ * worker is predicted to finish, so that it is queued behind that worker's batch and taken the moment the worker is
+ * free (a worker left waiting for the main thread's hand-off between two batches is throughput lost under load);
+ * never past the bound.
  */
 export function decideAdaptive(queuedRows: number, oldestWaitUs: number, policy: BatchPolicy, load: LoadEstimate): Decision {
   const decided = common(queuedRows, policy);
   if (decided !== null) return decided;
   const boundUs = policy.maxQueueDelayUs - oldestWaitUs;
   if (boundUs < MIN_WAIT_US) return { dispatch: true, rows: queuedRows };
-  if (load.idleWorkers <= 0) return { dispatch: false, waitUs: boundUs };
+  if (load.idleWorkers <= 0) {
+    const untilHandOffUs = load.workerFreeInUs - load.handOffUs;
+    if (untilHandOffUs < MIN_WAIT_US) return { dispatch: true, rows: queuedRows };
+    return { dispatch: false, waitUs: Math.min(boundUs, untilHandOffUs) };
+  }
   const lambda = load.arrivalRowsPerUs;
   const worthRows = lambda * load.fixedUs;
   if (!(queuedRows < worthRows)) return { dispatch: true, rows: queuedRows };
