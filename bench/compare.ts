@@ -212,6 +212,7 @@ const TRACING_OFF = 1;
 const TRACED_ALL = 2;
 const TRACED_ONE_PERCENT = 3;
 const NOTHING_SAMPLED = 4;
+const CONTROL = 5;
 
 /**
  * What telemetry costs: the same server with OpenTelemetry disabled, with its default (metrics on, no trace
@@ -236,25 +237,33 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
     }, sinks[1]],
     // Tracing on but nothing sampled: what every call pays for the interceptor and the sampling decision alone.
     ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(sinks[2], { OTEL_TRACES_SAMPLER: 'always_off' }) }, sinks[2]],
+    // The A/A control: tracing off again, in a process of its own.
+    ['tracing off, a second process (A/A control)', { METRICS_PORT: '50183' }, null],
   ];
-  const targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
+  // Every round starts every variant afresh: a server process carries a bias of its own for as long as it lives
+  // (where its threads landed, its heap's layout, what its JIT made of the warm-up), seen here as ±10–20% between
+  // two processes of the same configuration. Fresh processes each round make that bias a per-round error, which the
+  // median over rounds averages out, instead of a fixed one. The A/A control (a second tracing-off process) shows
+  // what is left: its ratio to tracing off is the noise floor of every other ratio.
+  const measured = (): Measured => ({ unary: [], stream: [], unaryCpu: [], streamCpu: [] });
+  const costs: TelemetryCost[] = variants.map(([name]) => ({ variant: name, ...measured(), baseline: measured(), rpcs: 0, exported: null }));
+  for (const cost of costs) cost.baseline = costs[TRACING_OFF];
+  let targets: Target[] = [];
   try {
-    for (const t of targets) await waitReady(t.port, t.process, t.name);
-    const measured = (): Measured => ({ unary: [], stream: [], unaryCpu: [], streamCpu: [] });
-    const costs: TelemetryCost[] = variants.map(([name]) => ({ variant: name, ...measured(), baseline: measured(), rpcs: 0, exported: null }));
-    for (const cost of costs) cost.baseline = costs[TRACING_OFF];
     const run = (t: Target, i: number, rpc: 'unary' | 'stream', short: boolean) => {
       const result = h2load(t, rpc, short);
       costs[i].rpcs += result.succeeded;
       return result;
     };
-    // A round unmeasured first: the first run of each server pays for its JIT warm-up.
-    targets.forEach((t, i) => {
-      process.stderr.write(`h2load telemetry cost: ${t.name}, warm-up\n`);
-      run(t, i, 'unary', true);
-      run(t, i, 'stream', true);
-    });
     for (let round = 0; round < (quick ? 1 : rounds); round++) {
+      targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
+      for (const t of targets) await waitReady(t.port, t.process, t.name);
+      // A short unmeasured run first: each new process pays for its JIT warm-up.
+      targets.forEach((t, i) => {
+        process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}, warm-up\n`);
+        run(t, i, 'unary', true);
+        run(t, i, 'stream', true);
+      });
       // Each round starts one variant later than the one before: a variant's place in the round (after which
       // neighbour, how long after the round began) is not the same every time.
       for (let k = 0; k < targets.length; k++) {
@@ -266,8 +275,9 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
           costs[i][rpc === 'unary' ? 'unaryCpu' : 'streamCpu'].push(result.cpuUsPerMessage);
         }
       }
+      // Stopped before the next round starts: each flushes its spans to its receiver on the way out.
+      await Promise.all(targets.map(stopAndWait));
     }
-    await Promise.all(targets.map(stopAndWait));
     for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sink.stats();
     return costs;
   } finally {
@@ -334,8 +344,9 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
     '',
     measured,
     '',
-    `The same server five ways, taking turns for ${quick ? 'one round' : `${rounds} rounds`} under h2load (as above) after a warm-up round, each round`,
-    'starting one variant later than the one before. Tracing:',
+    `The same server six ways, taking turns for ${quick ? 'one round' : `${rounds} rounds`} under h2load (as above). Every round starts every server`,
+    'afresh and warms it up unmeasured (a process keeps a bias of its own for as long as it lives; fresh ones make it a',
+    'per-round error that the median averages out), each round starting one variant later than the one before. Tracing:',
     '`OTEL_TRACES_SAMPLER=always_on` (every call), `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.01` (h2load',
     'sends no traceparent, so 1% of the calls, by trace id), or `always_off` (tracing on, nothing kept), each exporting',
     'over OTLP/HTTP protobuf to its own receiver process. Ratios are to tracing off, taken round by round (the two ran',
@@ -347,6 +358,14 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
     'server\'s shutdown flush, beside the calls and streams made (warm-up included): 100% must be every one, 1% about',
     'one in a hundred. "In all" adds the batch spans.',
     '',
+    ...(costs.length > CONTROL
+      ? [
+          `The A/A control is tracing off again in a second process: its ratios to tracing off (unary ${ratiosToOff(costs[CONTROL], 'unary').throughput.toFixed(2)}× throughput,`,
+          `${ratiosToOff(costs[CONTROL], 'unary').cpu.toFixed(2)}× CPU; stream ${ratiosToOff(costs[CONTROL], 'stream').throughput.toFixed(2)}×, ${ratiosToOff(costs[CONTROL], 'stream').cpu.toFixed(2)}×) are what two identical servers measure apart in this run: the noise floor of`,
+          'every other ratio.',
+          '',
+        ]
+      : []),
     '| variant | Predict calls/s, each round | median | ratio to tracing off | CPU µs a call | CPU ratio | StreamPredict messages/s, each round | median | ratio to tracing off | CPU µs a message | CPU ratio | call spans received / calls and streams |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...costs.map((c) => `| ${c.variant} | ${figures(c, 'unary')} | ${figures(c, 'stream')} | ${spans(c)} |`),

@@ -67,7 +67,7 @@ function h2Closed(server: Server, concurrency: number, round: number, durationS:
   if (!existsSync(body)) writeFileSync(body, encodeRequests(server.width, 1, 1)[0]);
   const cpuBefore = cpuMs(server.child.pid!);
   const out = execFileSync('h2load', [
-    '-D', String(durationS), '--warm-up-time', '0.5', '-c', '1', '-m', String(concurrency), '-t', '1',
+    '-D', String(durationS), '--warm-up-time', '500ms', '-c', '1', '-m', String(concurrency), '-t', '1',
     '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', body,
     `http://127.0.0.1:${server.port}/inference.ModelService/Predict`,
   ], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
@@ -284,7 +284,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Se
   const h2sections = h2runs.length === 0 ? ['h2load is not installed: the closed loops ran under the Node generator only.', ''] : [
     '### Closed loop under h2load (one connection, c calls in flight)',
     '',
-    `h2load -c 1 -m c -D ${options.durationS} --warm-up-time 0.5, one-row Predict calls. CPU a call counts the warm-up's calls too.`,
+    `h2load -c 1 -m c -D ${options.durationS} --warm-up-time 500ms, one-row Predict calls. CPU a call counts the warm-up's calls too.`,
     '',
     '#### c=1, small model',
     '',
