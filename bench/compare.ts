@@ -156,7 +156,10 @@ interface Measured {
 
 interface TelemetryCost extends Measured {
   variant: string;
-  /** What this variant is compared with, round by round: tracing off's runs. */
+  /**
+   * What this variant is compared with, round by round: the mean of the two tracing-off processes' runs (the two
+   * tracing-off ones are compared with each other: the A/A control).
+   */
   baseline: Measured;
   /** Calls answered (unary calls plus streams), warm-up included. */
   rpcs: number;
@@ -238,7 +241,7 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
     // Tracing on but nothing sampled: what every call pays for the interceptor and the sampling decision alone.
     ['tracing on, sampler always_off', { METRICS_PORT: '50182', ...traced(sinks[2], { OTEL_TRACES_SAMPLER: 'always_off' }) }, sinks[2]],
     // The A/A control: tracing off again, in a process of its own.
-    ['tracing off, a second process (A/A control)', { METRICS_PORT: '50183' }, null],
+    ['tracing off, second process (control)', { METRICS_PORT: '50183' }, null],
   ];
   // Every round starts every variant afresh: a server process carries a bias of its own for as long as it lives
   // (where its threads landed, its heap's layout, what its JIT made of the warm-up), seen here as ±10–20% between
@@ -247,13 +250,24 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
   // what is left: its ratio to tracing off is the noise floor of every other ratio.
   const measured = (): Measured => ({ unary: [], stream: [], unaryCpu: [], streamCpu: [] });
   const costs: TelemetryCost[] = variants.map(([name]) => ({ variant: name, ...measured(), baseline: measured(), rpcs: 0, exported: null }));
-  for (const cost of costs) cost.baseline = costs[TRACING_OFF];
   let targets: Target[] = [];
   try {
     const run = (t: Target, i: number, rpc: 'unary' | 'stream', short: boolean) => {
       const result = h2load(t, rpc, short);
       costs[i].rpcs += result.succeeded;
       return result;
+    };
+    // A traced server goes on exporting for a moment after its load ends, and its receiver on receiving: the next
+    // run waits until the receiver's count stands still, so that it does not pay for the one before.
+    const drained = async (sink: Sink | null) => {
+      if (sink === null) return;
+      let last = -1;
+      for (let waited = 0; waited < 10_000; waited += 250) {
+        const { spans } = await sink.stats();
+        if (spans === last) return;
+        last = spans;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
     };
     for (let round = 0; round < (quick ? 1 : rounds); round++) {
       targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
@@ -273,12 +287,27 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
           const result = run(targets[i], i, rpc, quick);
           costs[i][rpc].push(result.messagesPerSecond);
           costs[i][rpc === 'unary' ? 'unaryCpu' : 'streamCpu'].push(result.cpuUsPerMessage);
+          await drained(variants[i][2]);
         }
       }
       // Stopped before the next round starts: each flushes its spans to its receiver on the way out.
       await Promise.all(targets.map(stopAndWait));
     }
     for (const [i, [, , sink]] of variants.entries()) if (sink !== null) costs[i].exported = await sink.stats();
+    // The baseline: the two tracing-off processes, averaged round by round, so that neither one's luck in a round
+    // is the yardstick alone; each of the two is compared with the other.
+    const off = costs[TRACING_OFF];
+    const control = costs[CONTROL];
+    const mean = (a: number[], b: number[]) => a.map((v, r) => (v + b[r]) / 2);
+    const both: Measured = {
+      unary: mean(off.unary, control.unary),
+      stream: mean(off.stream, control.stream),
+      unaryCpu: mean(off.unaryCpu, control.unaryCpu),
+      streamCpu: mean(off.streamCpu, control.streamCpu),
+    };
+    for (const cost of costs) cost.baseline = both;
+    off.baseline = control;
+    control.baseline = off;
     return costs;
   } finally {
     targets.forEach((t) => t.process.kill('SIGTERM'));
@@ -349,8 +378,11 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
     'per-round error that the median averages out), each round starting one variant later than the one before. Tracing:',
     '`OTEL_TRACES_SAMPLER=always_on` (every call), `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.01` (h2load',
     'sends no traceparent, so 1% of the calls, by trace id), or `always_off` (tracing on, nothing kept), each exporting',
-    'over OTLP/HTTP protobuf to its own receiver process. Ratios are to tracing off, taken round by round (the two ran',
-    'minutes apart at most), and their median is shown: throughput, and the inverse ratio of the server\'s CPU time',
+    'over OTLP/HTTP protobuf to its own receiver process; after each traced run the next waits until its receiver\'s',
+    'span count stands still (the exporter finishing, and the receiver, cost the next run nothing). Ratios are to',
+    'tracing off, here the mean of two tracing-off processes in the same round (each of the two is compared with the',
+    'other), taken round by round (they ran minutes apart at most), and their median is shown: throughput, and the',
+    'inverse ratio of the server\'s CPU time',
     '(user + system, all its threads, from /proc) per message answered. On this shared machine a round\'s ratio swings',
     'by ±25% (other jobs come and go between two runs), so differences of a few percent are below what one run shows;',
     '`node dist/bench/trace-interceptor.js` measures the tracing interceptor\'s own CPU a call without that noise',
@@ -360,7 +392,7 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
     '',
     ...(costs.length > CONTROL
       ? [
-          `The A/A control is tracing off again in a second process: its ratios to tracing off (unary ${ratiosToOff(costs[CONTROL], 'unary').throughput.toFixed(2)}× throughput,`,
+          `The A/A control is tracing off again in a second process: its ratios to the first (unary ${ratiosToOff(costs[CONTROL], 'unary').throughput.toFixed(2)}× throughput,`,
           `${ratiosToOff(costs[CONTROL], 'unary').cpu.toFixed(2)}× CPU; stream ${ratiosToOff(costs[CONTROL], 'stream').throughput.toFixed(2)}×, ${ratiosToOff(costs[CONTROL], 'stream').cpu.toFixed(2)}×) are what two identical servers measure apart in this run: the noise floor of`,
           'every other ratio.',
           '',

@@ -80,7 +80,13 @@ describe('config', () => {
     ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'http'],
     ['OTEL_TRACES_SAMPLER', 'sometimes'],
     ['OTEL_TRACES_SAMPLER_ARG', '1.5', { OTEL_TRACES_SAMPLER: 'traceidratio' }],
+    // Set where nothing polls: the operator expects polling and would not get it.
+    ['REPOSITORY_POLL_SECS', '5'],
+    ['REPOSITORY_POLL_SECS', '5', { MODEL_CONTROL_MODE: 'explicit' }],
   ];
+  it('REPOSITORY_POLL_SECS is taken with MODEL_CONTROL_MODE=poll', () => {
+    assert.equal(loadConfig({ MODEL_CONTROL_MODE: 'poll', REPOSITORY_POLL_SECS: '5' }).repositoryPollSecs, 5);
+  });
   it('BATCH_DELAY: adaptive or fixed, in any case', () => {
     assert.equal(loadConfig({ BATCH_DELAY: 'fixed' }).batchDelay, 'fixed');
     assert.equal(loadConfig({ BATCH_DELAY: ' Adaptive ' }).batchDelay, 'adaptive');

@@ -228,7 +228,7 @@ describe('traces over OTLP/HTTP JSON', () => {
     assert.equal(value(sample('tickserve_batches_in_flight')), 0);
     assert.ok(value(sample('tickserve_worker_busy')) > 0);
     assert.ok(sample('tickserve_worker_utilization'));
-    assert.ok(sample('tickserve_model_info', /model_name="default".*model_version="1"/));
+    assert.ok(sample('tickserve_model_info', /\bmodel="default".*\bversion="1"/));
     // Per version: batch metrics and gauges carry model and version; loads are counted with outcome and duration.
     assert.ok(value(sample('tickserve_batch_rows_count', /model="default".*version="1"/)) >= 1);
     assert.equal(value(sample('tickserve_queue_depth', /model="default".*version="1"/)), 0);

@@ -436,6 +436,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (!config.telemetryDisabled && config.metricsPort !== 0 && config.metricsPort === config.port) {
     throw new ConfigError('METRICS_PORT', String(config.metricsPort), 'a port other than PORT, or 0 for no metrics endpoint');
   }
+  if (config.modelControlMode !== 'poll' && (env.REPOSITORY_POLL_SECS ?? '').trim() !== '') {
+    throw new ConfigError('REPOSITORY_POLL_SECS', env.REPOSITORY_POLL_SECS ?? '', 'only with MODEL_CONTROL_MODE=poll (nothing polls the repository in the other modes)');
+  }
   if (config.modelControlMode !== 'explicit' && (env.LOAD_MODELS ?? '').trim() !== '') {
     throw new ConfigError('LOAD_MODELS', env.LOAD_MODELS ?? '', 'only with MODEL_CONTROL_MODE=explicit (the other modes load every model)');
   }

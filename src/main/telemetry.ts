@@ -264,9 +264,10 @@ export class Telemetry {
     this.meter.createObservableGauge('tickserve.model.info', { description: 'Each loaded model version (value 1)' })
       .addCallback((result) => {
         for (const model of this.sources?.versions() ?? []) {
+          // `model` and `version`, as on every other per-version metric, so that a query can join on them.
           result.observe(1, {
-            'model.name': model.name,
-            'model.version': model.version,
+            model: model.name,
+            version: model.version,
             'model.input_width': model.inputWidth,
             'model.output_width': model.outputWidth,
             'model.execution_provider': model.executionProvider,
