@@ -192,7 +192,8 @@ async function startSink(): Promise<Sink> {
   });
   const stats = () =>
     new Promise<SinkStats>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path: '/stats' }, (res) => {
+      // A connection each time: a kept-alive one that the receiver closes as it is reused fails with 'socket hang up'.
+      http.get({ host: '127.0.0.1', port, path: '/stats', agent: false }, (res) => {
         let body = '';
         res.on('data', (chunk) => (body += chunk));
         res.on('end', () => resolve(JSON.parse(body) as SinkStats));
