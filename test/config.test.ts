@@ -85,7 +85,7 @@ describe('config', () => {
     ['REPOSITORY_POLL_SECS', '5', { MODEL_CONTROL_MODE: 'explicit' }],
   ];
   it('REPOSITORY_POLL_SECS is taken with MODEL_CONTROL_MODE=poll', () => {
-    assert.equal(loadConfig({ MODEL_CONTROL_MODE: 'poll', REPOSITORY_POLL_SECS: '5' }).repositoryPollSecs, 5);
+    assert.equal(loadConfig({ MODEL_PATH: '', MODEL_REPOSITORY: tmpdir(), MODEL_CONTROL_MODE: 'poll', REPOSITORY_POLL_SECS: '5' }).repositoryPollSecs, 5);
   });
   it('BATCH_DELAY: adaptive or fixed, in any case', () => {
     assert.equal(loadConfig({ BATCH_DELAY: 'fixed' }).batchDelay, 'fixed');
