@@ -60,6 +60,12 @@ export class WorkerPool {
       concurrentTasksPerWorker: 1,
       // piscina's run and wait time histograms: two records a batch that nothing reads.
       recordTiming: false,
+      // The task reaches the worker as a message on its event loop, not through piscina's default Atomics.wait
+      // loop (which also makes the main thread wake the worker with a futex call per batch): at one call at a time
+      // the round trip was ~9% shorter (h2load -c 1, six interleaved rounds: 478–507 µs against 516–560 µs; one
+      // round of six went the other way), and the pool round trip alone ~150 → ~135 µs; the same calls/s at 64
+      // in flight (docs/DESIGN.md, "The low-load path").
+      atomics: 'disabled',
       workerData: options.init,
     });
     // A failed worker's error also reaches this event; the failure is already reported through its task.
