@@ -16,7 +16,7 @@
 //   --only plots       redraws the plots from the last run's results.json
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -31,46 +31,12 @@ import { KSERVE_PROTO_OPTIONS, KSERVE_PROTO_PATH } from '../src/main/kserve/serv
 import type { ModelInferRequest } from '../src/main/kserve/tensors';
 import { INFERENCE_SERVICE } from '../src/main/telemetry';
 import { encodeRequests, processCpuMs, runLoad, type Api, type LoadResult, type LoadSpec } from './load';
-import { GrpcH2Client } from './h2';
 import { encodeInferRequests } from './v2';
 import { latencyPlot, type PlotSeries } from './plot';
-import { comparePolicies } from './policies';
-import { replaceSection } from './reload';
+import { comparePolicies, POLICIES_HEADING } from './policies';
+import { RELOAD_HEADING, replaceSection } from './reload';
 import { csv, markdownTable, progressBar, rpcName } from './report';
-
-const ROOT = path.resolve(__dirname, '..', '..');
-const ENTRY = path.join(ROOT, 'dist', 'src', 'main', 'index.js');
-const HEAVY_MODEL = path.join(ROOT, 'models', 'heavy.onnx');
-
-interface Target {
-  name: string;
-  port: number;
-  width: number;
-  process: ChildProcess;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitReady(port: number, child: ChildProcess, name: string): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    const client = new GrpcH2Client(`127.0.0.1:${port}`);
-    const ok = await client.ready.then(() => true, () => false);
-    client.close();
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${name} did not listen on ${port}`);
-}
-
-function startTickserve(name: string, port: number, env: Record<string, string>, width: number): Target {
-  const child = spawn(process.execPath, [ENTRY], {
-    // METRICS_PORT 0: several servers run at once, and a metrics port in use stops a server from starting.
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', METRICS_PORT: '0', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  return { name, port, width, process: child };
-}
+import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, waitReady, type Target } from './servers';
 
 /** Resident memory now and at its peak so far, in MB (10^6 bytes, as the target is written). */
 function rssMB(pid: number): { rss: number; peak: number } {
@@ -82,15 +48,6 @@ function rssMB(pid: number): { rss: number; peak: number } {
 function hasSeedPython(): boolean {
   try {
     execFileSync('/usr/bin/python3', ['-c', 'import grpc, torch, grpc_tools'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function hasH2load(): boolean {
-  try {
-    execFileSync('h2load', ['--version'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -133,13 +90,10 @@ function h2load(target: Target, rpc: 'unary' | 'stream', quick: boolean): H2load
   const method = rpc === 'unary' ? 'Predict' : 'StreamPredict';
   const concurrency = rpc === 'unary' ? ['-c', '8', '-m', '32'] : ['-c', '4', '-m', '8'];
   const cpuBefore = cpuMs(target.process.pid!);
-  const out = execFileSync('h2load', [
+  const { perSecond, succeeded, failed } = runH2load([
     '-n', String(n), ...concurrency, '-t', '1', '-H', 'content-type: application/grpc', '-H', 'te: trailers',
     '-d', body, `http://127.0.0.1:${target.port}/inference.ModelService/${method}`,
-  ], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  const perSecond = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0);
-  const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
-  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
+  ]);
   const messages = succeeded * (rpc === 'unary' ? 1 : perStream);
   const cpuUsPerMessage = ((cpuMs(target.process.pid!) - cpuBefore) * 1000) / Math.max(1, messages);
   return { target: target.name, rpc, messagesPerSecond: perSecond * (rpc === 'unary' ? 1 : perStream), succeeded, failed, cpuUsPerMessage };
@@ -174,8 +128,6 @@ interface SinkStats {
   /** SERVER spans of Predict and StreamPredict calls (the rest are batch spans, and any health checks'). */
   callSpans: number;
 }
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 interface Sink {
   port: number;
@@ -272,7 +224,7 @@ async function telemetryCost(quick: boolean, rounds: number): Promise<TelemetryC
     };
     for (let round = 0; round < (quick ? 1 : rounds); round++) {
       targets = variants.map(([name, env], i) => startTickserve(name, 50171 + i, env, 17));
-      for (const t of targets) await waitReady(t.port, t.process, t.name);
+      for (const t of targets) await waitReady(t);
       // A short unmeasured run first: each new process pays for its JIT warm-up.
       targets.forEach((t, i) => {
         process.stderr.write(`h2load telemetry cost: ${t.name}, round ${round + 1}, warm-up\n`);
@@ -331,7 +283,7 @@ function ratiosToOff(c: TelemetryCost, rpc: 'unary' | 'stream'): { throughput: n
  * shown, as paired medians; a target is met when both meet it, and the row says which one fell short.
  */
 function telemetryTargets(costs: TelemetryCost[]): string[] {
-  if (costs.length <= NOTHING_SAMPLED) return [];
+  if (costs.length === 0) return [];
   const line = (rpc: 'unary' | 'stream', name: string, c: TelemetryCost, atLeast: number, inverted = false) => {
     const cpu = rpc === 'unary' ? 'unaryCpu' : 'streamCpu';
     const to = ratiosToOff(c, rpc);
@@ -369,6 +321,7 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
   };
   const spans = (c: TelemetryCost) =>
     c.exported === null ? '-' : `${c.exported.callSpans} / ${c.rpcs} (${((100 * c.exported.callSpans) / Math.max(1, c.rpcs)).toFixed(2)}%); ${c.exported.spans} in all`;
+  const control = { unary: ratiosToOff(costs[CONTROL], 'unary'), stream: ratiosToOff(costs[CONTROL], 'stream') };
   return [
     '## What telemetry costs',
     '',
@@ -391,14 +344,10 @@ function telemetrySection(costs: TelemetryCost[], quick: boolean, rounds: number
     'server\'s shutdown flush, beside the calls and streams made (warm-up included): 100% must be every one, 1% about',
     'one in a hundred. "In all" adds the batch spans.',
     '',
-    ...(costs.length > CONTROL
-      ? [
-          `The A/A control is tracing off again in a second process: its ratios to the first (unary ${ratiosToOff(costs[CONTROL], 'unary').throughput.toFixed(2)}× throughput,`,
-          `${ratiosToOff(costs[CONTROL], 'unary').cpu.toFixed(2)}× CPU; stream ${ratiosToOff(costs[CONTROL], 'stream').throughput.toFixed(2)}×, ${ratiosToOff(costs[CONTROL], 'stream').cpu.toFixed(2)}×) are what two identical servers measure apart in this run: the noise floor of`,
-          'every other ratio.',
-          '',
-        ]
-      : []),
+    `The A/A control is tracing off again in a second process: its ratios to the first (unary ${control.unary.throughput.toFixed(2)}× throughput,`,
+    `${control.unary.cpu.toFixed(2)}× CPU; stream ${control.stream.throughput.toFixed(2)}×, ${control.stream.cpu.toFixed(2)}×) are what two identical servers measure apart in this run: the noise floor of`,
+    'every other ratio.',
+    '',
     '| variant | Predict calls/s, each round | median | ratio to tracing off | CPU µs a call | CPU ratio | StreamPredict messages/s, each round | median | ratio to tracing off | CPU µs a message | CPU ratio | call spans received / calls and streams |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...costs.map((c) => `| ${c.variant} | ${figures(c, 'unary')} | ${figures(c, 'stream')} | ${spans(c)} |`),
@@ -612,7 +561,7 @@ async function v2Comparison(quick: boolean): Promise<V2Comparison> {
   const server = startTickserve('tickserve', await freePort(), {}, 17);
   process.on('exit', () => server.process.kill('SIGTERM'));
   try {
-    await waitReady(server.port, server.process, server.name);
+    await waitReady(server);
     const run = (api: Api, rpc: 'unary' | 'stream', label: string, short: boolean): Promise<LoadResult> => {
       const spec: LoadSpec = {
         target: `127.0.0.1:${server.port}`,
@@ -777,15 +726,16 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '' },
     },
   });
-  const telemetryRounds = values.rounds ? Number(values.rounds) : TELEMETRY_ROUNDS;
-  if (!Number.isInteger(telemetryRounds) || telemetryRounds < 1) throw new Error(`--rounds ${values.rounds}: a whole number of rounds, 1 or more`);
+  // --rounds: the policies' (default 3) or the telemetry cost's (default TELEMETRY_ROUNDS).
+  const rounds = values.rounds ? Number(values.rounds) : undefined;
+  if (rounds !== undefined && !(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`--rounds ${values.rounds}: a whole number of rounds, 1 or more`);
+  const telemetryRounds = rounds ?? TELEMETRY_ROUNDS;
   if (values.only === 'policies') {
     const outDir = path.join(path.dirname(values.out!), 'bench');
     mkdirSync(outDir, { recursive: true });
-    const { markdown } = await comparePolicies({ peers: values.peers!, rounds: values.rounds ? Number(values.rounds) : 3, durationS: values.quick ? 1.5 : 2, outDir });
+    const markdown = await comparePolicies({ peers: values.peers!, rounds: rounds ?? 3, durationS: values.quick ? 1.5 : 2, outDir });
     const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '# Benchmarks\n';
-    const section = /\n## Batch delay policies\n[\s\S]*?(?=\n## |$)/;
-    writeFileSync(values.out!, section.test(previous) ? previous.replace(section, '\n' + markdown.trimEnd() + '\n') : previous.trimEnd() + '\n\n' + markdown);
+    writeFileSync(values.out!, replaceSection(previous, POLICIES_HEADING, markdown));
     console.log(markdown);
     return;
   }
@@ -804,7 +754,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${section}\nwrote ${path.relative(process.cwd(), values.out!)} (section "${V2_HEADING.slice(3)}")\n`);
     return;
   }
-  if (values.only !== '' && values.only !== 'telemetry') throw new Error(`--only must be v2, telemetry or plots, got "${values.only}"`);
+  if (values.only !== '' && values.only !== 'telemetry') throw new Error(`--only must be policies, v2, telemetry or plots, got "${values.only}"`);
   if (values.only === 'telemetry') {
     if (!hasH2load()) throw new Error('the telemetry cost needs h2load (Debian nghttp2-client)');
     const started = Date.now();
@@ -853,7 +803,7 @@ async function main(): Promise<void> {
   const heavy = startTickserve('tickserve heavy', 50153, { MODEL_PATH: HEAVY_MODEL }, 256);
   const heavyOne = startTickserve('tickserve heavy MAX_BATCH_SIZE=1', 50154, { MODEL_PATH: HEAVY_MODEL, MAX_BATCH_SIZE: '1' }, 256);
   targets.push(heavy, heavyOne);
-  for (const t of targets) await waitReady(t.port, t.process, t.name);
+  for (const t of targets) await waitReady(t);
   const small = targets.filter((t) => t.width === 17);
 
   const results: Array<{ name: string; result: LoadResult }> = [];
@@ -1057,7 +1007,7 @@ async function main(): Promise<void> {
   ].join('\n');
   // Sections written by other runs into the same file (`--only v2`'s, bench:reload's) are kept as they are.
   const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '';
-  const kept = [V2_HEADING, '## Reload under load', '## Batch delay policies']
+  const kept = [V2_HEADING, RELOAD_HEADING, POLICIES_HEADING]
     .map((heading) => new RegExp(`\\n${heading}\\n[\\s\\S]*?(?=\\n## |$)`).exec(previous)?.[0] ?? '')
     .join('');
   writeFileSync(values.out!, report.trimEnd() + '\n' + kept);

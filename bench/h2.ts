@@ -61,10 +61,11 @@ export class GrpcH2Client {
   ) {
     // Every request goes out at once: with Nagle's algorithm (Node's default for a socket) a small write waits for
     // the ACK of the one before it, which the peer may delay by up to 40 ms, and that wait counted as latency.
-    const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+    const colon = target.lastIndexOf(':');
+    const [host, port] = [target.slice(0, colon), Number(target.slice(colon + 1))];
     this.session = http2.connect(`http://${target}`, {
       maxSessionMemory: 256,
-      createConnection: () => net.connect({ host, port, noDelay: process.env.H2_NAGLE !== '1' }),
+      createConnection: () => net.connect({ host, port, noDelay: true }),
     });
     this.session.on('error', () => {});
     this.ready = new Promise((resolve, reject) => {

@@ -5,27 +5,16 @@
 // ratios are taken within a round (the servers of a round ran seconds apart, on a shared machine whose speed drifts
 // by more than the differences sought) and their median is reported. Server CPU per call is from /proc, over each
 // run's measured window.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { GrpcH2Client } from './h2';
-import { encodeRequests, runLoad, type LoadResult, type LoadSpec } from './load';
+import { encodeRequests, processCpuMs as cpuMs, runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot, type PlotSeries } from './plot';
-
-const ROOT = path.resolve(__dirname, '..', '..');
-const ENTRY = path.join(ROOT, 'dist', 'src', 'main', 'index.js');
-const HEAVY_MODEL = path.join(ROOT, 'models', 'heavy.onnx');
-
-interface Server {
-  name: string;
-  port: number;
-  width: number;
-  child: ChildProcess;
-}
+import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, waitReady, type Target } from './servers';
 
 /** One measured run: the load's result and the server's CPU per call over the same window. */
-export interface PolicyRun {
+interface PolicyRun {
   server: string;
   load: string;
   round: number;
@@ -33,16 +22,8 @@ export interface PolicyRun {
   cpuUsPerCall: number;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** CPU time a process has used (user + system), in ms, from /proc (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 /** One closed-loop run under h2load (one connection, `concurrency` calls in flight). */
-export interface H2Run {
+interface H2Run {
   server: string;
   concurrency: number;
   round: number;
@@ -52,32 +33,17 @@ export interface H2Run {
   failed: number;
 }
 
-const hasH2load = (): boolean => {
-  try {
-    execFileSync('h2load', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /** h2load, closed loop, for `durationS` after a 0.5 s warm-up: calls/s, mean round trip and the server's CPU a call. */
-function h2Closed(server: Server, concurrency: number, round: number, durationS: number, dir: string): H2Run {
+function h2Closed(server: Target, concurrency: number, round: number, durationS: number, dir: string): H2Run {
   const body = path.join(dir, `w${server.width}.bin`);
   if (!existsSync(body)) writeFileSync(body, encodeRequests(server.width, 1, 1)[0]);
-  const cpuBefore = cpuMs(server.child.pid!);
-  const out = execFileSync('h2load', [
-    '-D', String(durationS), '--warm-up-time', '500ms', '-c', '1', '-m', String(concurrency), '-t', '1',
+  const cpuBefore = cpuMs(server.process.pid!);
+  const { perSecond: callsPerSecond, succeeded, failed, meanUs } = runH2load([
+    '-D', `${Math.round(durationS * 1000)}ms`, '--warm-up-time', '500ms', '-c', '1', '-m', String(concurrency), '-t', '1',
     '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', body,
     `http://127.0.0.1:${server.port}/inference.ModelService/Predict`,
-  ], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-  const cpu = cpuMs(server.child.pid!) - cpuBefore;
-  const succeeded = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
-  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0);
-  const callsPerSecond = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0);
-  // "time for request:  min  max  mean  sd  +/- sd", in us or ms.
-  const row = /time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/.exec(out);
-  const meanUs = row === null ? NaN : Number(row[1]) * (row[2] === 'us' ? 1 : row[2] === 'ms' ? 1000 : 1e6);
+  ]);
+  const cpu = cpuMs(server.process.pid!) - cpuBefore;
   // The CPU window includes h2load's warm-up half second: counted against the calls of both.
   const calls = succeeded + Math.round(callsPerSecond * 0.5);
   const run = { server: server.name, concurrency, round, callsPerSecond, meanUs, cpuUsPerCall: (cpu * 1000) / Math.max(1, calls), failed };
@@ -85,30 +51,8 @@ function h2Closed(server: Server, concurrency: number, round: number, durationS:
   return run;
 }
 
-async function waitReady(server: Server): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    if (server.child.exitCode !== null) throw new Error(`${server.name} exited with ${server.child.exitCode}`);
-    const client = new GrpcH2Client(`127.0.0.1:${server.port}`);
-    const ok = await client.ready.then(() => true, () => false);
-    client.close();
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${server.name} did not listen on ${server.port}`);
-}
-
-function tickserve(name: string, port: number, env: Record<string, string>, width: number): Server {
-  const child = spawn(process.execPath, [ENTRY], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', METRICS_PORT: '0', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  return { name, port, width, child };
-}
-
 /** `list` rotated by `by`: each round starts with another server, so that none always runs first (or after one). */
 const rotate = <T>(list: T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length]);
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 export interface PolicyOptions {
   peers: string;
@@ -130,23 +74,27 @@ const SMALL: Array<[string, Record<string, string>]> = [
 /** The bursty pattern: on 50 ms, off 50 ms, so twice the mean rate while on. */
 const BURSTS = { onMs: 50, offMs: 50 };
 
-export async function comparePolicies(options: PolicyOptions): Promise<{ runs: PolicyRun[]; markdown: string }> {
+/** The report's section heading. */
+export const POLICIES_HEADING = '## Batch delay policies';
+
+/** Runs the comparison; returns its section of the report (Markdown). */
+export async function comparePolicies(options: PolicyOptions): Promise<string> {
   const loadAverageStart = os.loadavg();
-  const servers: Server[] = SMALL.map(([name, env], i) => tickserve(name, 50201 + i, env, 17));
-  const heavy: Server[] = SMALL.slice(1).map(([name, env], i) => tickserve(`heavy ${name}`, 50211 + i, { ...env, MODEL_PATH: HEAVY_MODEL }, 256));
+  const servers: Target[] = SMALL.map(([name, env], i) => startTickserve(name, 50201 + i, env, 17));
+  const heavy: Target[] = SMALL.slice(1).map(([name, env], i) => startTickserve(`heavy ${name}`, 50211 + i, { ...env, MODEL_PATH: HEAVY_MODEL }, 256));
   const echoPath = path.join(options.peers, 'echo-server.cjs');
-  let echo: Server | null = null;
+  let echo: Target | null = null;
   if (existsSync(echoPath)) {
     const child = spawn(process.execPath, [echoPath], { env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), PORT: '50220' }, stdio: 'ignore' });
-    echo = { name: 'echo (grpc-js, no model)', port: 50220, width: 17, child };
+    echo = { name: 'echo (grpc-js, no model)', port: 50220, width: 17, process: child };
   }
   const all = [...(echo ? [echo] : []), ...servers, ...heavy];
-  const stopAll = () => all.forEach((s) => s.child.kill('SIGTERM'));
+  const stopAll = () => all.forEach((s) => s.process.kill('SIGTERM'));
   process.on('exit', stopAll);
   try {
-    for (const s of all) await waitReady(s);
+    for (const s of all) await waitReady(s, 300);
     const runs: PolicyRun[] = [];
-    const measure = async (server: Server, load: string, round: number, spec: Partial<LoadSpec>): Promise<PolicyRun> => {
+    const measure = async (server: Target, load: string, round: number, spec: Partial<LoadSpec>): Promise<PolicyRun> => {
       const warmupS = 0.5;
       let cpuAtStart = NaN;
       const result = await runLoad({
@@ -163,10 +111,10 @@ export async function comparePolicies(options: PolicyOptions): Promise<{ runs: P
         ...spec,
         // The tick that starts the measured window reports progress in the same turn: the CPU count starts there.
         onProgress: (fraction) => {
-          if (cpuAtStart !== cpuAtStart && fraction >= warmupS / (warmupS + (spec.durationS ?? options.durationS))) cpuAtStart = cpuMs(server.child.pid!);
+          if (cpuAtStart !== cpuAtStart && fraction >= warmupS / (warmupS + (spec.durationS ?? options.durationS))) cpuAtStart = cpuMs(server.process.pid!);
         },
       });
-      const cpuUsPerCall = ((cpuMs(server.child.pid!) - cpuAtStart) * 1000) / Math.max(1, result.requests);
+      const cpuUsPerCall = ((cpuMs(server.process.pid!) - cpuAtStart) * 1000) / Math.max(1, result.requests);
       const run = { server: server.name, load, round, result, cpuUsPerCall };
       process.stderr.write(`${load} ${server.name} round ${round}: ${result.requestsPerSecond.toFixed(0)}/s mean ${(result.latencyMs.mean * 1000).toFixed(0)} µs p99 ${(result.latencyMs.p99 * 1000).toFixed(0)} µs cpu ${cpuUsPerCall.toFixed(0)} µs/call batch ${result.server?.batchRowsMean.toFixed(1) ?? '-'}\n`);
       runs.push(run);
@@ -202,14 +150,14 @@ export async function comparePolicies(options: PolicyOptions): Promise<{ runs: P
       // The same mean rate in on/off bursts: Poisson arrivals at the peak rate for 50 ms, then 50 ms of nothing.
       for (const s of rotate(servers, round)) await measure(s, `bursts ${half}/s`, round, { rate: half, poisson: true, bursts: BURSTS, durationS: options.durationS });
     }
-    return { runs, markdown: report(runs, h2runs, servers, heavy, echo, levels, half, options, loadAverageStart) };
+    return report(runs, h2runs, servers, heavy, echo, levels, half, options, loadAverageStart);
   } finally {
     stopAll();
     process.removeListener('exit', stopAll);
   }
 }
 
-function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Server[], echo: Server | null, levels: number[], half: number, options: PolicyOptions, loadAverageStart: number[]): string {
+function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Target[], echo: Target | null, levels: number[], half: number, options: PolicyOptions, loadAverageStart: number[]): string {
   const of = (server: string, load: string) => runs.filter((r) => r.server === server && r.load === load).sort((a, b) => a.round - b.round);
   const med = (server: string, load: string, pick: (r: PolicyRun) => number) => median(of(server, load).map(pick));
   /** Median over rounds of server a's figure over server b's, both from the same round. */
@@ -221,7 +169,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Se
   const mean = (r: PolicyRun) => r.result.latencyMs.mean;
   const p99 = (r: PolicyRun) => r.result.latencyMs.p99;
   const cpu = (r: PolicyRun) => r.cpuUsPerCall;
-  const table = (load: string, list: Server[], baseline: string) => [
+  const table = (load: string, list: Target[], baseline: string) => [
     `| server | calls/s (each round) | calls/s vs ${baseline} | mean µs | p99 µs | CPU µs a call | CPU vs ${baseline} | batch rows |`,
     '|---|---|---|---|---|---|---|---|',
     ...list.map((s) => {
@@ -273,7 +221,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Se
       lines.push(`| h2load saturation, ${label} model (c=64): adaptive ≥ the best fixed delay (${best.replace(/^heavy /, '')}) | ${r.toFixed(2)}× | ${check(r >= 0.97)} |`);
     }
   }
-  const h2table = (concurrency: number, list: Server[], baseline: string) => [
+  const h2table = (concurrency: number, list: Target[], baseline: string) => [
     `| server | calls/s (each round) | calls/s vs ${baseline} | mean round trip µs | CPU µs a call | CPU vs ${baseline} | failed |`,
     '|---|---|---|---|---|---|---|',
     ...list.map((sv) => {
@@ -284,7 +232,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Se
   const h2sections = h2runs.length === 0 ? ['h2load is not installed: the closed loops ran under the Node generator only.', ''] : [
     '### Closed loop under h2load (one connection, c calls in flight)',
     '',
-    `h2load -c 1 -m c -D ${options.durationS} --warm-up-time 500ms, one-row Predict calls. CPU a call counts the warm-up's calls too.`,
+    `h2load -c 1 -m c -D ${options.durationS}s --warm-up-time 500ms, one-row Predict calls. CPU a call counts the warm-up's calls too.`,
     '',
     '#### c=1, small model',
     '',
@@ -315,7 +263,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Server[], heavy: Se
   writeFileSync(path.join(options.outDir, 'policies.json'), JSON.stringify({ runs, h2load: h2runs }, null, 2));
 
   return [
-    '## Batch delay policies',
+    POLICIES_HEADING,
     '',
     `Generated by \`npm run bench:compare -- --only policies\`: ${options.rounds} interleaved rounds, ${options.durationS} s a run after an unrecorded`,
     'warm-up; every server runs at once and they take turns (each round starting with another). Ratios are within a',

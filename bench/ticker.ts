@@ -33,10 +33,10 @@ export type TickerMessage = Float64Array;
 function run({ rate, poisson, minSleepMs, stop, bursts }: TickerOptions): void {
   // Arrivals are drawn on a clock that runs only while a burst is on (all the time without bursts), at the rate
   // while on, and placed on the real clock: on-time v falls in burst floor(v / onMs), onMs + offMs apart.
-  const onMs = bursts?.onMs ?? Infinity;
-  const period = bursts === undefined ? Infinity : bursts.onMs + bursts.offMs;
-  const gap = bursts === undefined ? 1000 / rate : (1000 / rate) * (bursts.onMs / period);
-  const real = (v: number) => (bursts === undefined ? v : Math.floor(v / onMs) * period + (v % onMs));
+  const gap = bursts === undefined ? 1000 / rate : (1000 / rate) * (bursts.onMs / (bursts.onMs + bursts.offMs));
+  const real = bursts === undefined
+    ? (v: number) => v
+    : (v: number) => Math.floor(v / bursts.onMs) * (bursts.onMs + bursts.offMs) + (v % bursts.onMs);
   const origin = performance.timeOrigin;
   const start = performance.now();
   let virtual = 0;

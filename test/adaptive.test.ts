@@ -65,7 +65,7 @@ describe('adaptive controller', () => {
 
 describe('adaptive policy', () => {
   const policy: BatchPolicy = { maxBatchRows: 64, maxQueueDelayUs: 1000, preferredBatchSizes: [] };
-  const load = (over: Partial<LoadEstimate>): LoadEstimate => ({ fixedUs: 100, perRowUs: 2, arrivalRowsPerUs: 0.001, idleWorkers: 1, workers: 1, workerFreeInUs: 0, handOffUs: 60, ...over });
+  const load = (over: Partial<LoadEstimate>): LoadEstimate => ({ fixedUs: 100, perRowUs: 2, arrivalRowsPerUs: 0.001, idleWorkers: 1, workerFreeInUs: 0, handOffUs: 60, ...over });
 
   it('idle worker, light load: dispatches at once (waiting cannot pay)', () => {
     assert.deepEqual(decideAdaptive(1, 0, policy, load({})), { dispatch: true, rows: 1 });

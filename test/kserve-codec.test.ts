@@ -11,6 +11,7 @@ import { decodeCommonInferRequest, encodeInferResponse, encodeStreamInferRespons
 import type { ModelInferResponse } from '../src/main/kserve/infer';
 import { KSERVE_PROTO_OPTIONS, KSERVE_PROTO_PATH } from '../src/main/kserve/service';
 import type { ModelInferRequest } from '../src/main/kserve/tensors';
+import { seededRandom } from '../scripts/onnx-writer';
 
 const service = protoLoader.loadSync(KSERVE_PROTO_PATH, KSERVE_PROTO_OPTIONS)['inference.GRPCInferenceService'] as grpc.ServiceDefinition;
 const genericDecode = service.ModelInfer.requestDeserialize as (bytes: Buffer) => ModelInferRequest;
@@ -24,18 +25,6 @@ const Response = root.lookupType('inference.ModelInferResponse');
 const StreamResponse = root.lookupType('inference.ModelStreamInferResponse');
 
 const encodeRequest = (value: object) => Buffer.from(Request.encode(Request.fromObject(value)).finish());
-
-/** A small deterministic PRNG (mulberry32), so that a failure names a request that can be made again. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const DATATYPES = ['FP32', 'FP16', 'INT64', 'BYTES', 'BOOL', 'UINT8', ''];
 
@@ -116,7 +105,7 @@ function assertAsGeneric(bytes: Buffer): void {
 
 describe('ModelInferRequest decoding', () => {
   it('reads 2,000 generated requests in the common form field for field as the generic decoder does', () => {
-    const next = random(1);
+    const next = seededRandom(1);
     for (let i = 0; i < 2000; i++) {
       const bytes = encodeRequest(commonRequest(next));
       const fast = decodeCommonInferRequest(bytes);
@@ -126,7 +115,7 @@ describe('ModelInferRequest decoding', () => {
   });
 
   it('reads the same fields in other wire forms (unpacked or split shapes, any order, unknown fields, repeats) alike', () => {
-    const next = random(2);
+    const next = seededRandom(2);
     for (let i = 0; i < 2000; i++) {
       const bytes = unusualWire(commonRequest(next), next);
       const fast = decodeCommonInferRequest(bytes);
@@ -201,7 +190,7 @@ const readBack = (type: protobuf.Type, bytes: Buffer) => type.toObject(type.deco
 
 describe('ModelInferResponse encoding', () => {
   it('writes 2,000 generated answers that protobufjs reads back as it reads the generic encoder\'s', () => {
-    const next = random(3);
+    const next = seededRandom(3);
     for (let i = 0; i < 2000; i++) {
       const answer = response(next);
       assert.deepStrictEqual(readBack(Response, encodeInferResponse(answer)), readBack(Response, genericEncode(answer)), `answer ${i}`);
@@ -209,7 +198,7 @@ describe('ModelInferResponse encoding', () => {
   });
 
   it('writes ModelStreamInferResponses alike: results, failures with what is known, and an error alone', () => {
-    const next = random(4);
+    const next = seededRandom(4);
     for (let i = 0; i < 1000; i++) {
       const failed = next() < 0.5;
       const value = { error_message: failed ? `input "x": shape [${i}] sent, the model takes [-1,17] — é` : '', infer_response: next() < 0.1 ? null : response(next) };

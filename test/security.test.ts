@@ -25,7 +25,7 @@ import { makeCerts, read } from './helpers/certs';
 import { OtlpReceiver } from './helpers/otlp-receiver';
 import { f32, readF32, type StreamReply } from './helpers/kserve';
 import { featuresFor, writeRepository, writeVersion } from './helpers/models';
-import { testConfig } from './helpers/server';
+import { expectStatus, testConfig } from './helpers/server';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Every RPC served, from the protos the server serves, with its kind (unary or streaming).
@@ -131,21 +131,8 @@ function call<T = Record<string, unknown>>(client: grpc.Client, p: string, reque
   );
 }
 
-function expectDenied(promise: Promise<unknown>, details: RegExp): Promise<void> {
-  return assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, grpc.status.PERMISSION_DENIED, `${grpc.status[error.code]}: ${error.details}`);
-    assert.match(error.details, details);
-    return true;
-  });
-}
+const expectDenied = (promise: Promise<unknown>, details: RegExp): Promise<void> => expectStatus(promise, grpc.status.PERMISSION_DENIED, details);
 
-function expectStatus(promise: Promise<unknown>, code: grpc.status, details: RegExp): Promise<void> {
-  return assert.rejects(promise, (error: grpc.ServiceError) => {
-    assert.equal(error.code, code, `${grpc.status[error.code]}: ${error.details}`);
-    assert.match(error.details, details);
-    return true;
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // A real server whose log lines the test reads.

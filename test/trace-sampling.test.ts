@@ -10,18 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../src/main/config';
 import { remoteParent, sdkSampler, traceIdAccumulation, traceStateHeader, TraceSampler, type HeaderSource } from '../src/main/trace-sampling';
-
-/** A seeded uniform [0, 1) source (mulberry32), so that every run draws the same ids. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { seededRandom } from '../scripts/onnx-writer';
 
 const word = (random: () => number) => ((random() * 2 ** 32) >>> 0).toString(16).padStart(8, '0');
 
@@ -73,7 +62,7 @@ describe('sampling decisions agree with the SDK\'s samplers', () => {
       // makes sampleRoot decide on exactly that id (and return it, when sampled).
       let script: number[] = [];
       const ours = new TraceSampler(setting, () => script.shift() ?? assert.fail('drew more than a trace id'));
-      const random = seeded(0x5eed);
+      const random = seededRandom(0x5eed);
       const counts = { root: 0, sampledParent: 0, unsampledParent: 0 };
       // Random ids, and ids right at the ratio's bound (the SDK samples an accumulation below floor(r × 0xffffffff)).
       const bound = Math.floor(Number(env.OTEL_TRACES_SAMPLER_ARG ?? 1) * 0xffffffff);
@@ -104,7 +93,7 @@ describe('sampling decisions agree with the SDK\'s samplers', () => {
   }
 
   it('a root span at ratio 0.01 is sampled about one time in a hundred, and every id it keeps passes the SDK\'s ratio sampler', () => {
-    const ours = new TraceSampler({ name: 'parentbased_traceidratio', ratio: 0.01 }, seeded(42));
+    const ours = new TraceSampler({ name: 'parentbased_traceidratio', ratio: 0.01 }, seededRandom(42));
     const sdk = new TraceIdRatioBasedSampler(0.01);
     let kept = 0;
     const draws = 200_000;
@@ -125,11 +114,11 @@ describe('sampling decisions agree with the SDK\'s samplers', () => {
       draws++;
       return random();
     };
-    const ratio = new TraceSampler({ name: 'traceidratio', ratio: 1e-9 }, counting(seeded(7)));
+    const ratio = new TraceSampler({ name: 'traceidratio', ratio: 1e-9 }, counting(seededRandom(7)));
     assert.equal(ratio.sampleRoot(), null);
     assert.equal(draws, 1);
     draws = 0;
-    const off = new TraceSampler({ name: 'always_off', ratio: 1 }, counting(seeded(7)));
+    const off = new TraceSampler({ name: 'always_off', ratio: 1 }, counting(seededRandom(7)));
     assert.equal(off.sampleRoot(), null);
     assert.equal(off.sampleChild({ traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 1 }), false);
     assert.equal(draws, 0);

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { PACKAGE_ROOT } from '../src/main/config';
 import { EXTENSIONS } from '../src/main/kserve/service';
+import { float16Value } from '../src/client/v2-tensors';
 import { datatypeOfOrt, ORT_TYPES, type Datatype } from '../src/models/tensor';
 import { DEFAULT_MODEL, featuresFor, mixedTypesGraph, narrowTypesGraph, stringsGraph, writeRepository } from './helpers/models';
 import { startServer, type TestServer } from './helpers/server';
@@ -100,16 +101,6 @@ const FEED_ARRAYS = {
   BYTES: (data: string[]) => data,
 } satisfies Partial<Record<Datatype, (data: never) => ort.Tensor.DataType>>;
 
-/** An IEEE half's bits (onnxruntime-node hands float16 over as Uint16Array) -> its value. */
-function halfValue(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction === 0 ? sign * Infinity : NaN;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
-
 /** onnxruntime's answer to `inputs`: every output, in the model's order, as the plan carries it. */
 async function reference(modelFile: string, inputs: PlanTensor[]): Promise<PlanTensor[]> {
   const session = await ort.InferenceSession.create(modelFile);
@@ -129,7 +120,7 @@ async function reference(modelFile: string, inputs: PlanTensor[]): Promise<PlanT
       if (datatype === 'BYTES') return { name, datatype, shape, data: [...(tensor.data as string[])] };
       // JSON numbers carry these models' values exactly: floats, booleans as 0 and 1, small integers.
       const values = Array.from(tensor.data as ArrayLike<number | bigint>, Number);
-      return { name, datatype, shape, data: datatype === 'FP16' ? values.map(halfValue) : values };
+      return { name, datatype, shape, data: datatype === 'FP16' ? values.map(float16Value) : values };
     });
   } finally {
     await session.release();

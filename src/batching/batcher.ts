@@ -153,6 +153,8 @@ export class Batcher {
   /** Each slab's outputs, made once: the regions, their row bytes, and shapes whose row count is set per batch. */
   private readonly slabOutputs: Array<{ bytes: Buffer[]; rowBytes: number[]; shapes: number[][] }>;
   private readonly freeSlabs: number[];
+  /** Workers running this version's batches (a slab each when not given). */
+  private readonly workers: number;
   /** The requests riding in each slab while it is in flight; reused arrays, indexed by slab. */
   private readonly members: BatchRequest[][];
   private readonly clock: BatcherClock;
@@ -192,7 +194,8 @@ export class Batcher {
     }));
     this.freeSlabs = options.slabs.map((_, i) => i).reverse();
     this.members = options.slabs.map(() => []);
-    this.controller = options.batchDelay === 'adaptive' ? new AdaptiveController(options.workers ?? options.slabs.length) : null;
+    this.workers = options.workers ?? options.slabs.length;
+    this.controller = options.batchDelay === 'adaptive' ? new AdaptiveController(this.workers) : null;
     this.slabDispatchedAt = new Float64Array(options.slabs.length);
     this.slabRows = new Int32Array(options.slabs.length);
   }
@@ -365,8 +368,7 @@ export class Batcher {
   private workerFreeInUs(now: number): number {
     const controller = this.controller;
     if (controller === null || !controller.trained) return 0;
-    const workers = this.options.workers ?? this.options.slabs.length;
-    if (this.inFlightBatches < workers) return 0;
+    if (this.inFlightBatches < this.workers) return 0;
     let earliest = Infinity;
     for (let slab = 0; slab < this.slabRows.length; slab++) {
       if (this.slabRows[slab] === 0) continue;

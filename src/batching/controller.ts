@@ -39,11 +39,9 @@ export class AdaptiveController {
   private lastArrivalUs = NaN;
   /** Running mean of the hand-off: a batch's time from dispatch to result less the worker's own compute time. */
   private handOff = 0;
-  private readonly estimate: LoadEstimate = { fixedUs: 0, perRowUs: 0, arrivalRowsPerUs: 0, idleWorkers: 0, workers: 1, workerFreeInUs: 0, handOffUs: 0 };
+  private readonly estimate: LoadEstimate = { fixedUs: 0, perRowUs: 0, arrivalRowsPerUs: 0, idleWorkers: 0, workerFreeInUs: 0, handOffUs: 0 };
 
-  constructor(private readonly workers: number) {
-    this.estimate.workers = workers;
-  }
+  constructor(private readonly workers: number) {}
 
   /** A request of `rows` rows arrived at `nowUs`. */
   onArrival(rows: number, nowUs: number): void {

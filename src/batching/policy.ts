@@ -33,7 +33,6 @@ export interface LoadEstimate {
   arrivalRowsPerUs: number;
   /** Workers with no batch at all: one of them starts a batch dispatched now at once. */
   idleWorkers: number;
-  workers: number;
   /** With none idle: µs until the first busy worker is predicted to finish its batch. */
   workerFreeInUs: number;
   /** The part of a batch's time that is not the worker's compute: the hand-off both ways (recent mean). */

@@ -113,6 +113,11 @@ export class ModelInstance {
   readonly maxRows: number;
   readonly maxRowsLimit: string;
   readonly signature: Signature;
+  /**
+   * A variable dimension or strings among the inputs: each request runs alone, its inputs as sent (the batch task
+   * carries their shapes).
+   */
+  readonly solo: boolean;
   /** How ModelService carries this model; null when it cannot (seedRefusal says why: the v2 API can). */
   readonly seed: SeedView | null;
   readonly seedRefusal: string;
@@ -136,6 +141,7 @@ export class ModelInstance {
     this.name = spec.model;
     this.version = spec.version;
     this.signature = model.signature;
+    this.solo = !model.signature.inputs.every(isFixed);
     this.seed = typeof model.seed === 'string' ? null : model.seed;
     this.seedRefusal = typeof model.seed === 'string' ? model.seed : '';
     this.maxRows = model.signature.batches ? effective.maxBatchSize : 1;
@@ -274,11 +280,10 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
         };
   // With no max_batch_size in the config (-1), whether the model batches is the ONNX file's to say; the declared
   // tensors are checked all the same (model-info.ts).
-  const declaredForCheck = declared;
   const outputName = config?.outputs.length === 1 ? config.outputs[0].name : defaults.outputName;
   let model: ModelInfo;
   try {
-    model = await inspectModel(spec.file, provider, { outputName, declared: declaredForCheck, requireSeed: spec.seedOnly === true });
+    model = await inspectModel(spec.file, provider, { outputName, declared, requireSeed: spec.seedOnly === true });
   } catch (error) {
     if (error instanceof ModelRefused) throw new LoadError(error.message, error.variable === 'OUTPUT_NAME' ? 'OUTPUT_NAME' : null);
     const message = error instanceof Error ? error.message : String(error);
@@ -287,11 +292,11 @@ async function inspect(spec: VersionSpec, defaults: ServingDefaults, provider: E
       throw new LoadError(`refused: model ${spec.file} keeps tensor data outside its version folder (${message.replace(/\s+/g, ' ').trim()})`);
     }
     // onnxruntime without its CUDA binaries: the setting at fault is the provider (or the config's KIND_GPU).
-    const gpuByConfig = (config?.instanceGroups ?? []).some((g) => g.kind === 'gpu');
-    if (provider === 'cuda' && /cannot use CUDA/.test(message) && gpuByConfig) {
+    const cudaMissing = provider === 'cuda' && /cannot use CUDA/.test(message);
+    if (cudaMissing && (config?.instanceGroups ?? []).some((g) => g.kind === 'gpu')) {
       throw new LoadError(`${spec.configFile ?? 'config.pbtxt'} asks for instance_group kind KIND_GPU, but ${message.replace(/^EXECUTION_PROVIDER=cuda, but /, '')}`);
     }
-    throw new LoadError(message, provider === 'cuda' && /cannot use CUDA/.test(message) ? 'EXECUTION_PROVIDER' : null);
+    throw new LoadError(message, cudaMissing ? 'EXECUTION_PROVIDER' : null);
   }
   // A request of one row: the features field's tag and length, then the row's floats (for ModelService; a v2
   // request carries the same bytes and more).

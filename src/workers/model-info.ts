@@ -166,15 +166,16 @@ export async function inspectModel(
     const inputs = session.inputMetadata.map((m) => m as Meta);
     // max_batch_size in config.pbtxt decides batching; without it (-1), every input's first dimension dynamic does.
     const autoBatches = inputs.every((m) => m.isTensor && m.shape.length >= 1 && isDynamic(m.shape[0]));
-    if (declared !== null) checkDeclared(session, declared, modelPath, declared.maxBatchSize < 0 ? autoBatches : declared.maxBatchSize > 0);
-    const outputs = session.outputMetadata.map((m) => m as Meta);
-    const inputTypes = inputs.map((m) => datatypeOf(m, 'input', modelPath));
-    const outputTypes = outputs.map((m) => datatypeOf(m, 'output', modelPath));
     // Batching: as config.pbtxt says, else every input's first dimension dynamic. Without config.pbtxt a fixed
     // first dimension of 1 is the batch's too (one request at a time, a common PyTorch export); any other fixed
     // first dimension is refused: it cannot be a batch, and the model's inputs need config.pbtxt to say so.
-    const batches = declared !== null && declared.maxBatchSize >= 0 ? declared.maxBatchSize > 0 : autoBatches;
-    if ((declared === null || declared.maxBatchSize < 0) && !batches) {
+    const autoDecides = declared === null || declared.maxBatchSize < 0;
+    const batches = autoDecides ? autoBatches : declared.maxBatchSize > 0;
+    if (declared !== null) checkDeclared(session, declared, modelPath, batches);
+    const outputs = session.outputMetadata.map((m) => m as Meta);
+    const inputTypes = inputs.map((m) => datatypeOf(m, 'input', modelPath));
+    const outputTypes = outputs.map((m) => datatypeOf(m, 'output', modelPath));
+    if (autoDecides && !batches) {
       for (const input of inputs) {
         if (input.shape.length >= 1 && !isDynamic(input.shape[0]) && input.shape[0] !== 1) {
           throw new ModelRefused(
@@ -187,7 +188,7 @@ export async function inspectModel(
       }
     }
     // Without config.pbtxt the first dimension is the batch's, even when fixed at 1: one output row per input row.
-    const batchAxis = batches || declared === null || declared.maxBatchSize < 0;
+    const batchAxis = batches || autoDecides;
     for (const output of outputs) {
       const first = output.shape[0];
       if (batchAxis && (output.shape.length < 1 || (!isDynamic(first) && first !== 1))) {

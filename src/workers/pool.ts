@@ -185,8 +185,6 @@ class TaskDeadline implements AbortSignalEventEmitter {
   reason: unknown = undefined;
   /** When it is due (performance.now() ms), once its clock has started. */
   due = Infinity;
-  /** The batch is over: aborting it now would do nothing. */
-  settled = false;
   private listener: (() => void) | null = null;
   once(_event: 'abort', listener: () => void): void {
     this.listener = listener;
@@ -198,12 +196,12 @@ class TaskDeadline implements AbortSignalEventEmitter {
   removeListener(event: 'abort', listener: () => void): void {
     this.off(event, listener);
   }
-  settle(): void {
-    this.settled = true;
+  /** The batch is over: its listener goes (the watchdog has let go of it already). */
+  clear(): void {
     this.listener = null;
   }
+  /** Called once at most: the watchdog lets go of a deadline before aborting it or when its batch ends. */
   abort(reason: string): void {
-    if (this.settled || this.aborted) return;
     this.aborted = true;
     this.reason = reason;
     const listener = this.listener;
@@ -229,8 +227,8 @@ class Watchdog {
   }
 
   end(deadline: TaskDeadline): void {
-    deadline.settle();
     this.running.delete(deadline);
+    deadline.clear();
   }
 
   stop(): void {

@@ -181,7 +181,6 @@ export function admitInfer(request: ModelInferRequest, model: ModelInstance): Ad
   const inputs: Buffer[] = [];
   const shapes: number[][] = [];
   let rows = -1;
-  let fixed = true;
   for (const spec of specs) {
     const at = byName.get(spec.name);
     if (at === undefined) throw invalidArgument(`missing input "${spec.name}": model "${model.name}" takes ${expectedNames()}`);
@@ -221,8 +220,6 @@ export function admitInfer(request: ModelInferRequest, model: ModelInstance): Ad
     }
     inputs.push(bytes);
     shapes.push(shape);
-    if (spec.datatype === 'BYTES') fixed = false;
-    for (const d of spec.dims) if (d < 0) fixed = false;
   }
   const outputs: number[] = [];
   if (request.outputs.length === 0) for (let i = 0; i < signature.outputs.length; i++) outputs.push(i);
@@ -234,5 +231,5 @@ export function admitInfer(request: ModelInferRequest, model: ModelInstance): Ad
     }
     outputs.push(index);
   }
-  return { inputs, rows: signature.batches ? rows : 1, shapes: fixed ? null : shapes, outputs, timeoutMs };
+  return { inputs, rows: signature.batches ? rows : 1, shapes: model.solo ? shapes : null, outputs, timeoutMs };
 }
