@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
@@ -25,7 +24,7 @@ import { makeCerts, read } from './helpers/certs';
 import { OtlpReceiver } from './helpers/otlp-receiver';
 import { f32, readF32, type StreamReply } from './helpers/kserve';
 import { featuresFor, writeRepository, writeVersion } from './helpers/models';
-import { expectStatus, testConfig } from './helpers/server';
+import { expectStatus, freePort, testConfig } from './helpers/server';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Every RPC served, from the protos the server serves, with its kind (unary or streaming).
@@ -767,15 +766,6 @@ describe('models load only from inside the repository', () => {
 // As a user runs it: its own process, the startup lines, the metric, SIGHUP, and a bad value.
 
 const ENTRY = path.join(__dirname, '..', 'src', 'main', 'index.js');
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 describe('the server process', () => {
   const secret = 'pr0cess-s3cret';

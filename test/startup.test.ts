@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeCerts, type TestCerts } from './helpers/certs';
 import { featuresFor } from './helpers/models';
 import { OtlpReceiver } from './helpers/otlp-receiver';
-import { modelClient, predict } from './helpers/server';
+import { freePort, modelClient, predict } from './helpers/server';
 
 const ENTRY = path.join(__dirname, '..', 'src', 'main', 'index.js');
 
@@ -41,14 +41,6 @@ async function listening(port = 0): Promise<net.Server> {
   server.listen(port, '127.0.0.1');
   await once(server, 'listening');
   return server;
-}
-
-async function freePort(): Promise<number> {
-  const server = await listening();
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 interface Started {

@@ -6,24 +6,15 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { featuresFor } from './helpers/models';
 import { OtlpReceiver, type ReceivedSpan } from './helpers/otlp-receiver';
-import { modelClient, type ModelServiceClient, type PredictReply } from './helpers/server';
+import { freePort, modelClient, type ModelServiceClient, type PredictReply } from './helpers/server';
 
 const ENTRY = path.join(__dirname, '..', 'src', 'main', 'index.js');
 const SERVER = 2; // SpanKind.SERVER in OTLP (SPAN_KIND_SERVER)
 const ERROR = 2; // STATUS_CODE_ERROR
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface RunningServer {
   child: ChildProcessWithoutNullStreams;

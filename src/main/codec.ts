@@ -7,7 +7,7 @@
 // with INVALID_ARGUMENT (grpc-js would answer a throwing deserializer with INTERNAL).
 // Floats travel as little-endian float32 bytes, as protobuf sends them; the slab's Float32Array views read them
 // natively, which assumes a little-endian host (x86-64, arm64).
-import { varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, writeVarint } from './wire';
+import { EMPTY_BUFFER, varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, writeVarint } from './wire';
 
 export interface PredictRequest {
   /** The features as little-endian float32 bytes, back to back. */
@@ -37,9 +37,6 @@ export interface ResponseFields {
   computeUs: number;
   error: ResponseError | null;
 }
-
-
-const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
 
 // Decoder cursor, module-level so that the hot path allocates no reader object; decoding is synchronous.
 let buf: Buffer = EMPTY_BUFFER;

@@ -1,10 +1,13 @@
 // Protobuf wire-format pieces shared by the hand-written codecs (codec.ts for ModelService, kserve/codec.ts for the
-// v2 API): wire types and varint writing. Each decoder keeps its own cursor and error rules; only these are common.
+// v2 API): wire types, varint writing and the empty buffer. Each decoder keeps its own cursor and error rules; only these are common.
 
 export const WIRE_VARINT = 0;
 export const WIRE_FIXED64 = 1;
 export const WIRE_LENGTH = 2;
 export const WIRE_FIXED32 = 5;
+
+/** The empty bytes: a decoder's cursor between messages, an absent field. One shared, never written to. */
+export const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
 
 /** Bytes the varint of a non-negative integer takes. */
 export function varintSize(value: number): number {

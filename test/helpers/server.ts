@@ -3,6 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import type { WireReply as PredictReply } from '../../src/client';
@@ -14,6 +16,16 @@ import { Telemetry } from '../../src/main/telemetry';
 export const FAULT_WORKER = path.join(__dirname, '..', 'fixtures', 'fault-worker.js');
 
 export type { WireReply as PredictReply } from '../../src/client';
+
+/** A TCP port on 127.0.0.1 that nothing listens on now, for a server process started with it. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
 
 /** Asserts that `promise` rejects with gRPC status `code` and details matching `message`. */
 export function expectStatus(promise: Promise<unknown>, code: grpc.status, message: RegExp): Promise<void> {

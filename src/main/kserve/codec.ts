@@ -12,13 +12,10 @@
 // Field numbers follow proto/grpc_service.proto.
 import type { ModelInferResponse } from './infer';
 import type { InferInputTensor, ModelInferRequest } from './tensors';
-import { varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, writeVarint } from '../wire';
-
+import { EMPTY_BUFFER, varintSize, WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT, writeVarint } from '../wire';
 
 /** Dimensions of up to 7 varint bytes (< 2^49) are read here; longer ones (negatives too) by the generic decoder. */
 const MAX_FAST_VARINT_BYTES = 7;
-
-const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
 
 // Decoder cursor, module-level so that the hot path allocates no reader object; decoding is synchronous.
 let buf: Buffer = EMPTY_BUFFER;
