@@ -126,6 +126,49 @@ class TimedExecutor implements BatchExecutor {
   }
 }
 
+/**
+ * One worker behind a pool that works as piscina does with one task a worker: a batch handed over while the worker
+ * is busy waits on the main thread, and is posted to the worker when the result before it arrives there. A posted
+ * batch reaches the worker HAND_OFF ms later, takes 100 + 10 µs a row, and its result is back HAND_OFF ms after.
+ */
+const HAND_OFF = 0.04;
+
+class PiscinaLikeWorker implements BatchExecutor {
+  readonly batches: Array<{ start: number; end: number; rows: number }> = [];
+  private readonly waiting: Array<() => void> = [];
+  private busy = false;
+  constructor(private readonly clock: FakeClock) {}
+
+  run(_slab: number, rows: number): Promise<BatchResult> {
+    return new Promise((resolve) => {
+      const post = () => {
+        this.busy = true;
+        const start = this.clock.now() + HAND_OFF;
+        const end = start + (100 + 10 * rows) / 1000;
+        this.batches.push({ start, end, rows });
+        this.clock.setTimer(() => {
+          this.busy = false;
+          resolve({ computeUs: (end - start) * 1000, worker: 0 });
+          this.waiting.shift()?.();
+        }, end + HAND_OFF - this.clock.now());
+      };
+      if (this.busy) this.waiting.push(post);
+      else post();
+    });
+  }
+}
+
+/** An adaptive batcher with two slabs over one PiscinaLikeWorker. */
+function behindOneWorker() {
+  const clock = new FakeClock();
+  const worker = new PiscinaLikeWorker(clock);
+  const batcher = new Batcher({
+    maxBatchRows: layout.maxBatchRows, maxQueueDelayUs: 1000, preferredBatchSizes: [], maxQueueRows: 100_000, layout,
+    slabs: [createSlab(layout), createSlab(layout)], executor: worker, clock, batchDelay: 'adaptive', workers: 1,
+  });
+  return { clock, worker, batcher };
+}
+
 class Call implements BatchRequest {
   enqueuedAt = 0;
   queued = false;
@@ -224,45 +267,42 @@ describe('batcher, adaptive delay', () => {
     for (const call of after.slice(-10)) assert.ok(Math.abs(call.answeredAt - call.enqueuedAt - 0.11) < 1e-9, `${call.answeredAt - call.enqueuedAt}`);
   });
 
-  it('busy worker: the next batch is handed over just before the worker is free, so the worker never waits for it', async () => {
-    // One worker that runs batches one after another: a batch reaches it HAND_OFF µs after dispatch, waits there
-    // for the batch before it, then takes 100 + 10 µs a row; its result is back HAND_OFF µs after it ends.
-    const HAND_OFF = 0.04;
-    const clock = new FakeClock();
-    const starts: Array<{ start: number; end: number; rows: number }> = [];
-    let workerFreeAt = 0;
-    const executor: BatchExecutor = {
-      run(_slab: number, rows: number): Promise<BatchResult> {
-        const start = Math.max(clock.now() + HAND_OFF, workerFreeAt);
-        const end = start + (100 + 10 * rows) / 1000;
-        workerFreeAt = end;
-        starts.push({ start, end, rows });
-        return new Promise((resolve) => clock.setTimer(() => resolve({ computeUs: (end - start) * 1000, worker: 0 }), end + HAND_OFF - clock.now()));
-      },
-    };
-    const batcher = new Batcher({
-      maxBatchRows: layout.maxBatchRows, maxQueueDelayUs: 1000, preferredBatchSizes: [], maxQueueRows: 4096, layout,
-      slabs: [createSlab(layout), createSlab(layout)], executor, clock, batchDelay: 'adaptive', workers: 1,
-    });
+  it('busy worker: the next batch is ready when the worker frees, which waits for nothing but the two hand-offs', async () => {
+    const { clock, worker, batcher } = behindOneWorker();
     for (let i = 0; i < 20; i++) {
       batcher.enqueue(new Call(clock));
       await clock.advance(2);
     }
-    const before = starts.length;
+    const before = worker.batches.length;
     // A call every 25 µs for 40 ms: one-row batches would need 4.4 workers; batches of ~8 rows keep one just busy.
     for (let i = 0; i < 1600; i++) {
       batcher.enqueue(new Call(clock));
       await clock.advance(0.025);
     }
     await clock.advance(5);
-    const busy = starts.slice(before + 5, -5);
+    const busy = worker.batches.slice(before + 5, -5);
     const gaps = busy.slice(1).map((b, i) => (b.start - busy[i].end) * 1000);
-    const idle = gaps.filter((g) => g > 1e-6);
-    // Fixed 0 would keep it busy too, with a batch queued behind the running one; waiting for the worker to free
-    // before handing over (the earlier rule) left it idle for both hand-offs, 80 µs, between every two batches.
-    assert.ok(idle.length <= gaps.length / 20, `the worker waited between ${idle.length} of ${gaps.length} batches: ${idle.slice(0, 8).map((g) => g.toFixed(0)).join(' ')} µs`);
+    // Between two batches the worker waits for its result's trip back and the next batch's trip in, 80 µs, and no
+    // more: the next batch is handed over by then, waiting in the pool for the result.
+    const longer = gaps.filter((g) => g > 2 * HAND_OFF * 1000 + 1e-6);
+    assert.ok(longer.length <= gaps.length / 20, `the worker waited longer than the hand-offs between ${longer.length} of ${gaps.length} batches: ${longer.slice(0, 8).map((g) => g.toFixed(0)).join(' ')} µs`);
     const mean = busy.reduce((n, b) => n + b.rows, 0) / busy.length;
     assert.ok(mean >= 4, `batches of ${mean.toFixed(1)} rows`);
+  });
+
+  it('overload: a batch queued behind a running one is costed from when the worker is free for it, not from its dispatch', async () => {
+    const { clock, worker, batcher } = behindOneWorker();
+    // A call every 5 µs for 10 ms, four times what one worker can take: every batch is full (16 rows) and handed
+    // over while the one before it runs, so it waits a whole batch in the pool. What a batch costs once the worker
+    // is free for it: 40 + 260 + 40 µs; from its dispatch, about twice that.
+    for (let i = 0; i < 2000; i++) {
+      batcher.enqueue(new Call(clock));
+      await clock.advance(0.005);
+    }
+    assert.ok(worker.batches.slice(-20).every((b) => b.rows === 16));
+    const predicted = batcher.adaptive!.predictUs(16);
+    assert.ok(Math.abs(predicted - 340) < 17, `a full batch predicted at ${predicted.toFixed(0)} µs, not 340`);
+    await clock.advance(100);
   });
 
   it('a deadline that cannot be met is refused with DEADLINE_EXCEEDED at once, before it costs compute', async () => {

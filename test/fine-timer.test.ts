@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
-import { clearFine, setFine } from '../src/batching/fine-timer';
+import { clearFine, fineTimerThread, setFine } from '../src/batching/fine-timer';
 import { systemClock } from '../src/batching/clock';
 
 const waitFine = (ms: number) =>
@@ -29,6 +29,19 @@ describe('fine timer', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(fired, ['early', 'late']);
     assert.ok(at.early >= 0.2 && at.late >= 0.9, JSON.stringify(at));
+  });
+
+  it('a timer armed on a thread that dies still fires, on a new thread', async () => {
+    const fired = new Promise<number>((resolve) => setFine(() => resolve(performance.now()), 100));
+    const thread = fineTimerThread();
+    assert.ok(thread !== null);
+    await thread.terminate();
+    let bound: NodeJS.Timeout | undefined;
+    const late = new Promise<'never'>((resolve) => (bound = setTimeout(() => resolve('never'), 2000)));
+    const outcome = await Promise.race([fired, late]);
+    clearTimeout(bound);
+    assert.notEqual(outcome, 'never', 'the timer did not fire after its thread died');
+    assert.ok(fineTimerThread() !== null && fineTimerThread() !== thread, 'no new thread');
   });
 
   it('sleeps while it waits: 200 waits of 0.3 ms cost the main thread far less CPU than their wall time', async () => {

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { GraphSpec } from '../scripts/onnx-writer';
-import { featuresFor, referenceOutputs, writeRepository, writeVersion } from './helpers/models';
+import { ONNX_TYPES, type GraphSpec } from '../scripts/onnx-writer';
+import { decodeRaw } from '../src/client/v2-tensors';
+import { featuresFor, narrowTypesGraph, referenceOutputs, stringsGraph, writeRepository, writeVersion } from './helpers/models';
 import { f32, readF32, v2Client, type InferReply, type StreamReply, type V2Client } from './helpers/kserve';
 import { expectStatus, predict, startServer, type TestServer } from './helpers/server';
 
@@ -49,6 +50,14 @@ const MODELS: Record<string, GraphSpec> = {
     nodes: [{ op: 'Add', inputs: ['x', 'one'], outputs: ['y'] }],
     initializers: [ONE],
   },
+  /** Integers and their decimal strings: x INT64 [batch, 2] -> label BYTES [batch, 2] (a batching model whose output is strings). */
+  labels: {
+    name: 'labels',
+    inputs: [{ name: 'x', shape: ['batch', 2], elemType: ONNX_TYPES.INT64 }],
+    outputs: [{ name: 'label', shape: ['batch', 2], elemType: ONNX_TYPES.STRING }],
+    nodes: [{ op: 'Cast', inputs: ['x'], outputs: ['label'], attributes: { to: ONNX_TYPES.STRING } }],
+    initializers: [],
+  },
 };
 
 const NO_BATCH = 'max_batch_size: 0';
@@ -65,6 +74,8 @@ describe('KServe v2: inference', () => {
       scalar: { config: NO_BATCH, versions: { '1': MODELS.scalar } },
       state: { config: NO_BATCH, versions: { '1': MODELS.state } },
       ragged: { versions: { '1': MODELS.ragged } },
+      narrow: { versions: { '1': narrowTypesGraph() } },
+      labels: { config: 'max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 30000 }', versions: { '1': MODELS.labels } },
     });
     server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
     client = v2Client(server.address);
@@ -178,6 +189,50 @@ describe('KServe v2: inference', () => {
     }
   });
 
+  it('a model that runs requests alone takes batches up to its max_batch_size, above MAX_QUEUE_SIZE too, unary and streamed', async () => {
+    const root = writeRepository({ ragged: { config: 'max_batch_size: 64', versions: { '1': MODELS.ragged } } });
+    const small = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, MAX_BATCH_SIZE: '4', MAX_QUEUE_SIZE: '8' });
+    const v2 = v2Client(small.address);
+    try {
+      const x = Array.from({ length: 20 * 2 }, (_, i) => i);
+      const request = { model_name: 'ragged', inputs: [fp32('x', [20, 2])], raw_input_contents: [f32(x)] };
+      const reply = await v2.call<InferReply>('ModelInfer', request);
+      assert.deepEqual(outputsOf(reply).y, { shape: [20, 2], data: x.map((v) => v + 1) });
+      const stream = v2.stream();
+      const answered = new Promise<StreamReply>((resolve) => stream.once('data', resolve));
+      const ended = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
+      stream.write({ ...request, id: 's1' });
+      const streamed = await answered;
+      stream.end();
+      assert.equal((await ended).code, grpc.status.OK);
+      assert.equal(streamed.error_message, '');
+      assert.deepEqual(outputsOf(streamed.infer_response!).y.shape, [20, 2]);
+    } finally {
+      v2.close();
+      await small.close();
+    }
+  });
+
+  it('a request run alone whose typed contents unpack past its input\'s region: RESOURCE_EXHAUSTED naming the input', async () => {
+    const root = writeRepository({ strings: { config: 'max_batch_size: 1024', versions: { '1': stringsGraph() } } });
+    const limited = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, MAX_RECEIVE_MESSAGE_BYTES: '4096' });
+    const v2 = v2Client(limited.address);
+    try {
+      const send = (rows: number) => v2.call<InferReply>('ModelInfer', {
+        model_name: 'strings',
+        inputs: [{ name: 's', datatype: 'BYTES', shape: [rows, 2], contents: { bytes_contents: new Array(rows * 2).fill(Buffer.alloc(0)) } }],
+      });
+      // 1,500 empty strings: ~3,000 bytes on the wire, 6,000 unpacked (a 4-byte length each).
+      await expectStatus(send(750), grpc.status.RESOURCE_EXHAUSTED, /input "s": 6000 bytes once unpacked from contents, over the 4096 an input of model "strings" may hold \(MAX_RECEIVE_MESSAGE_BYTES/);
+      const fits = await send(500);
+      assert.deepEqual(fits.outputs[0].shape.map(Number), [500, 2]);
+      assert.equal(fits.raw_output_contents[0].length, 4000);
+    } finally {
+      v2.close();
+      await limited.close();
+    }
+  });
+
   describe('every refusal names the tensor, what was expected and what was sent', () => {
     const cases: Array<[string, object, grpc.status, RegExp]> = [
       ['unknown input', { inputs: [fp32('a', [1, 3]), fp32('c', [1, 3])], raw_input_contents: [f32([1, 2, 3]), f32([1, 2, 3])] }, grpc.status.INVALID_ARGUMENT, /unknown input "c": model "pair" takes "a", "b"/],
@@ -191,6 +246,14 @@ describe('KServe v2: inference', () => {
       ['a batch over max_batch_size', { inputs: [fp32('a', [9, 3]), fp32('b', [9, 3])], raw_input_contents: [f32(new Array(27).fill(0)), f32(new Array(27).fill(0))] }, grpc.status.INVALID_ARGUMENT, /input "a": batch dimension 9 is over max_batch_size 8/],
       ['inputs with different batch sizes', { inputs: [fp32('a', [1, 3]), fp32('b', [2, 3])], raw_input_contents: [f32([1, 2, 3]), f32([1, 2, 3, 4, 5, 6])] }, grpc.status.INVALID_ARGUMENT, /input "b": batch dimension 2, but another input has 1/],
       ['an unknown requested output', { inputs: [fp32('a', [1, 3]), fp32('b', [1, 3])], outputs: [{ name: 'quotient' }], raw_input_contents: [f32([1, 2, 3]), f32([1, 2, 3])] }, grpc.status.INVALID_ARGUMENT, /unknown output "quotient": model "pair" answers "sum", "prod"/],
+      ['a typed value outside a narrow datatype\'s range (int_contents and uint_contents are 32-bit)', {
+        model_name: 'narrow',
+        inputs: [
+          { name: 'b', datatype: 'BOOL', shape: [1, 3], contents: { bool_contents: [true, false, true] } },
+          { name: 'u', datatype: 'UINT8', shape: [1, 3], contents: { uint_contents: [1, 256, 3] } },
+          { name: 'i', datatype: 'INT32', shape: [1, 3], contents: { int_contents: [1, 2, 3] } },
+        ],
+      }, grpc.status.INVALID_ARGUMENT, /input "u": uint_contents\[1\] is 256, outside UINT8's range 0 to 255/],
       ['a stateful sequence', { parameters: { sequence_id: { int64_param: '7' } }, inputs: [fp32('a', [1, 3]), fp32('b', [1, 3])], raw_input_contents: [f32([1, 2, 3]), f32([1, 2, 3])] }, grpc.status.INVALID_ARGUMENT, /parameter "sequence_id": stateful sequences are not served yet/],
       ['an unknown model', { model_name: 'nope' }, grpc.status.NOT_FOUND, /model "nope" is not served/],
       ['an unknown version', { model_version: '9' }, grpc.status.NOT_FOUND, /model "pair" has no version "9"/],
@@ -234,6 +297,22 @@ describe('KServe v2: inference', () => {
     assert.match(replies[1].error_message, /missing input "b"/);
     assert.match(replies[2].error_message, /model "nope" is not served/);
     assert.deepEqual(outputsOf(replies[3].infer_response!).sum.data, [5, 5, 5]);
+  });
+
+  it('a string output of a model that batches: each caller gets its own rows of it, never the batch\'s', async () => {
+    const requests = [[1, 2], [30, 40, 50, 60], [700, 800]];
+    const replies = await Promise.all(requests.map((values) => client.call<InferReply>('ModelInfer', {
+      model_name: 'labels',
+      inputs: [{ name: 'x', datatype: 'INT64', shape: [values.length / 2, 2], contents: { int64_contents: values } }],
+    })));
+    const { model_stats } = await client.call<{ model_stats: Array<{ batch_stats: Array<{ batch_size: string }> }> }>('ModelStatistics', { name: 'labels' });
+    assert.ok(model_stats[0].batch_stats.some((b) => Number(b.batch_size) > 2), `the requests did not share a batch: ${JSON.stringify(model_stats[0].batch_stats)}`);
+    replies.forEach((reply, i) => {
+      const shape = reply.outputs[0].shape.map(Number);
+      assert.deepEqual(shape, [requests[i].length / 2, 2], `request ${i}'s label shape`);
+      const labels = decodeRaw('label', 'BYTES', shape, reply.raw_output_contents[0]) as Buffer[];
+      assert.deepEqual(labels.map(String), requests[i].map(String), `request ${i}'s labels`);
+    });
   });
 
   it('ModelStatistics: counts and nanosecond durations, per batch size', async () => {

@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { after, before, describe, it } from 'node:test';
-import { createClaims, createSlab, revokeSlab, SLAB_CLAIMED, slabViews, type SlabLayout } from '../src/batching/slab';
+import { createClaims, createSlab, createStarts, revokeSlab, SLAB_CLAIMED, slabViews, type SlabLayout } from '../src/batching/slab';
 import { rowBytesOf } from '../src/models/tensor';
 import { inspectModel } from '../src/workers/model-info';
 import { WorkerFault, WorkerPool } from '../src/workers/pool';
-import { FAULT } from './fixtures/faults';
+import { FAULT, START_DELAY_ENV } from './fixtures/faults';
 import { DEFAULT_MODEL_PATH, featuresFor, SHAPED_MODELS, writeGraph } from './helpers/models';
 import { expectStatus, FAULT_WORKER, predict, startServer, type TestServer } from './helpers/server';
 
@@ -37,6 +37,7 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
       layout,
       slabs,
       claims: createClaims(slabCount),
+      starts: createStarts(slabCount),
       intraOpThreads: 1,
       executionProvider: 'cpu',
       workerIds: new SharedArrayBuffer(4),
@@ -67,6 +68,25 @@ describe('worker pool: a worker is replaced exactly when its own code fails', ()
       });
       const next = await pool.run(0, 1);
       assert.notEqual(next.threadId, first.threadId, 'the worker whose handler threw still runs batches');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a batch handed to a worker that is still starting: WORKER_TIMEOUT_MS runs from when the worker begins it', async () => {
+    // The worker takes 800 ms to start, longer than the 300 ms timeout; piscina hands it the batch at once.
+    process.env[START_DELAY_ENV] = '800';
+    const made = await poolOver(DEFAULT_MODEL_PATH, 2, 300).finally(() => delete process.env[START_DELAY_ENV]);
+    const { pool, fill } = made;
+    try {
+      fill(0, 0.5);
+      const handedAt = performance.now();
+      const first = await pool.run(0, 1);
+      assert.ok(performance.now() - handedAt >= 700, 'the worker did not start slowly: the test shows nothing');
+      assert.equal(first.error, undefined);
+      fill(1, 0.5);
+      const second = await pool.run(1, 1);
+      assert.equal(second.threadId, first.threadId, 'the worker was replaced');
     } finally {
       await pool.close();
     }

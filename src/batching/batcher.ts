@@ -163,6 +163,15 @@ export class Batcher {
   /** Each slab's batch while in flight: its dispatch time and rows (for when a worker is predicted to free up). */
   private readonly slabDispatchedAt: Float64Array;
   private readonly slabRows: Int32Array;
+  /**
+   * When a worker was free for each slab's batch: its dispatch, or, for one dispatched while every worker was busy,
+   * when a batch ahead of it ended (the pool hands batches to workers in dispatch order, one each). NaN while it
+   * waits, and for a batch whose worker came free through a fault (its replacement's start-up would count as cost).
+   * The cost fit learns from here to the result, so that queueing behind a busy worker is not taken for compute.
+   */
+  private readonly slabStartedAt: Float64Array;
+  /** Slabs dispatched while every worker was busy, in dispatch order, each waiting for a worker to come free. */
+  private readonly waitingForWorker: number[] = [];
   private pumpQueued = false;
   /** The one wake-up timer; meaningful only while timerDue is finite. */
   private timer: TimerHandle = null;
@@ -198,6 +207,7 @@ export class Batcher {
     this.controller = options.batchDelay === 'adaptive' ? new AdaptiveController(this.workers) : null;
     this.slabDispatchedAt = new Float64Array(options.slabs.length);
     this.slabRows = new Int32Array(options.slabs.length);
+    this.slabStartedAt = new Float64Array(options.slabs.length);
   }
 
   /** The adaptive controller's figures (null under fixed), for statistics and tests. */
@@ -371,8 +381,9 @@ export class Batcher {
     if (this.inFlightBatches < this.workers) return 0;
     let earliest = Infinity;
     for (let slab = 0; slab < this.slabRows.length; slab++) {
-      if (this.slabRows[slab] === 0) continue;
-      const endsIn = (this.slabDispatchedAt[slab] - now) * 1000 + controller.predictUs(this.slabRows[slab]);
+      // Batches on a worker only: one still waiting for a worker ends later than those it waits for.
+      if (this.slabRows[slab] === 0 || this.slabStartedAt[slab] !== this.slabStartedAt[slab]) continue;
+      const endsIn = (this.slabStartedAt[slab] - now) * 1000 + controller.predictUs(this.slabRows[slab]);
       if (endsIn < earliest) earliest = endsIn;
     }
     return earliest === Infinity ? 0 : Math.max(0, earliest);
@@ -501,11 +512,17 @@ export class Batcher {
     const members = this.members[slab];
     this.slabDispatchedAt[slab] = now;
     this.slabRows[slab] = rows;
+    if (this.inFlightBatches <= this.workers) {
+      this.slabStartedAt[slab] = now;
+    } else {
+      this.slabStartedAt[slab] = NaN;
+      this.waitingForWorker.push(slab);
+    }
     const shapes = solo ? { shapes: members[0].shapes!, byteLengths: members[0].inputs.map((b) => b.length) } : undefined;
     this.options.executor.run(slab, rows, shapes).then(
       (result) => {
         if (result.error === undefined) this.finish(slab, rows, now, result);
-        else this.abort(slab, rows, now, internal(`model failed on this batch: ${result.error}`));
+        else this.abort(slab, rows, now, internal(`model failed on this batch: ${result.error}`), false, false);
       },
       (error: ExecutorFault) => {
         const setAside = error.slabSetAside === true;
@@ -542,7 +559,8 @@ export class Batcher {
       dispatchedAt,
       worker: result.worker,
     };
-    this.controller?.onBatch(batchRows, (batch.finishedAt - dispatchedAt) * 1000, result.computeUs);
+    const startedAt = this.workerFreed(slab, batch.finishedAt, true);
+    if (startedAt === startedAt) this.controller?.onBatch(batchRows, (batch.finishedAt - startedAt) * 1000, result.computeUs);
     let firstRow = 0;
     for (let i = 0; i < members.length; i++) {
       const request = members[i];
@@ -553,7 +571,23 @@ export class Batcher {
     this.release(slab);
   }
 
-  private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError, setAside = false): void {
+  /**
+   * `slab`'s batch has ended and its worker is free (`finished`) or being replaced: the batch waiting longest for a
+   * worker gets it. Returns when a worker was free for `slab`'s batch (NaN: unknown).
+   */
+  private workerFreed(slab: number, now: number, finished: boolean): number {
+    const waiting = this.waitingForWorker.indexOf(slab);
+    // Ended before its turn came, as this batcher counts turns: the pool's order was not the dispatch order.
+    if (waiting >= 0) this.waitingForWorker.splice(waiting, 1);
+    const next = this.waitingForWorker.shift();
+    if (next !== undefined) this.slabStartedAt[next] = finished ? now : NaN;
+    return waiting >= 0 ? NaN : this.slabStartedAt[slab];
+  }
+
+  /** `workerLost`: the worker failed and is being replaced (else: the model failed on the batch; the worker serves on). */
+  private abort(slab: number, batchRows: number, dispatchedAt: number, failure: ServingError, setAside = false, workerLost = true): void {
+    // A batch waiting for a lost worker waits for its replacement to start, which is not compute.
+    this.workerFreed(slab, this.clock.now(), !workerLost);
     const members = this.members[slab];
     for (const request of members) if (!request.cancelled) request.fail(failure);
     const batch = { rows: batchRows, computeUs: 0, finishedAt: this.clock.now(), dispatchedAt, worker: -1 };

@@ -18,6 +18,9 @@ export type FineTimerHandle = Pending;
 
 class FineTimers {
   private worker: Worker | null = null;
+  get thread(): Worker | null {
+    return this.worker;
+  }
   /** Where the thread's wake-ups arrive; referenced (keeps the process alive, as setTimeout) only while one is due. */
   private port: MessagePort | null = null;
   private readonly generation: Int32Array;
@@ -64,14 +67,20 @@ class FineTimers {
     // good keeps the process from exiting, even unreferenced (Node 20); a port of our own can be unreferenced.
     const { port1, port2 } = new MessageChannel();
     const shared: FineTimerShared = { control: this.generation.buffer as SharedArrayBuffer, delay: this.delayMs.buffer as SharedArrayBuffer, port: port2 };
-    this.worker = new Worker(path.join(__dirname, 'fine-timer-thread.js'), { workerData: shared, transferList: [port2] });
-    this.worker.unref();
-    this.worker.on('error', () => {
-      // Should the thread die, the next arming starts another.
+    const worker = new Worker(path.join(__dirname, 'fine-timer-thread.js'), { workerData: shared, transferList: [port2] });
+    this.worker = worker;
+    worker.unref();
+    worker.on('error', () => {}); // its exit follows
+    worker.on('exit', () => {
+      if (this.worker !== worker) return;
+      // Should the thread die, the timers it was armed for would never fire: another thread is armed for them.
       this.worker = null;
       this.port?.close();
       this.port = null;
       this.armedDue = Infinity;
+      let next = Infinity;
+      for (const timer of this.pending) next = Math.min(next, timer.due);
+      if (next !== Infinity) this.arm(next);
     });
     port1.on('message', this.onFired);
     if (this.pending.length === 0) port1.unref();
@@ -116,4 +125,9 @@ export function setFine(callback: () => void, ms: number): FineTimerHandle {
 
 export function clearFine(handle: FineTimerHandle): void {
   timers?.clear(handle);
+}
+
+/** The timer's thread, if started: for tests that make it die. */
+export function fineTimerThread(): Worker | null {
+  return timers?.thread ?? null;
 }

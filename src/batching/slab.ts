@@ -88,6 +88,41 @@ export function unclaimSlab(claims: Int32Array, slab: number, ticket: number): v
   Atomics.notify(claims, slab);
 }
 
+// Starts: when a worker began each slab's current batch. WORKER_TIMEOUT_MS runs from there, not from the hand-off:
+// a batch can wait in piscina's queue, or in a worker that is still opening its session (piscina hands tasks to its
+// first workers before they are ready), and a worker must never be given up on, so terminated, while it starts.
+// Per slab, the worker writes the time (on the process's monotonic clock) and then the batch's ticket with an
+// Atomics store, which publishes the time with it; the main thread reads the ticket first.
+export interface TaskStarts {
+  times: Float64Array;
+  tickets: Int32Array;
+}
+
+const START_BYTES = Float64Array.BYTES_PER_ELEMENT + Int32Array.BYTES_PER_ELEMENT;
+
+export function createStarts(slabCount: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(slabCount * START_BYTES);
+}
+
+export function startsView(buffer: SharedArrayBuffer): TaskStarts {
+  const slabCount = buffer.byteLength / START_BYTES;
+  return { times: new Float64Array(buffer, 0, slabCount), tickets: new Int32Array(buffer, slabCount * Float64Array.BYTES_PER_ELEMENT, slabCount) };
+}
+
+/** Milliseconds on the process's monotonic clock: one clock for every thread (each thread's performance.now() counts from its own start). */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** Worker side: the batch holding `ticket` begins now. */
+export function markStarted(starts: TaskStarts, slab: number, ticket: number): void {
+  starts.times[slab] = monotonicMs();
+  Atomics.store(starts.tickets, slab, ticket);
+}
+
+/** Main side: when the batch holding `ticket` began on its worker (monotonicMs), or undefined if it has not. */
+export function startedAt(starts: TaskStarts, slab: number, ticket: number): number | undefined {
+  return Atomics.load(starts.tickets, slab) === ticket ? starts.times[slab] : undefined;
+}
+
 // Atomics.waitAsync is in Node since 16; TypeScript declares it only from lib ES2024.
 type WaitAsync = (
   array: Int32Array,

@@ -15,7 +15,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher, type BatchObserver } from '../batching/batcher';
 import type { BatchDelay } from '../batching/policy';
-import { createClaims, createSlab, slabBytes, type SlabLayout } from '../batching/slab';
+import { createClaims, createSlab, createStarts, slabBytes, type SlabLayout } from '../batching/slab';
 import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo, type SeedView } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
@@ -118,6 +118,8 @@ export class ModelInstance {
    * carries their shapes).
    */
   readonly solo: boolean;
+  /** The most bytes of each input a solo model's request may carry once unpacked: its slab region. */
+  readonly soloInputBytes: number;
   /** How ModelService carries this model; null when it cannot (seedRefusal says why: the v2 API can). */
   readonly seed: SeedView | null;
   readonly seedRefusal: string;
@@ -137,11 +139,13 @@ export class ModelInstance {
     /** Counters for ModelStatistics and the Prometheus endpoint alike. */
     readonly stats: InferenceStatistics,
     readonly loadedAt: number,
+    layout: SlabLayout,
   ) {
     this.name = spec.model;
     this.version = spec.version;
     this.signature = model.signature;
     this.solo = !model.signature.inputs.every(isFixed);
+    this.soloInputBytes = this.solo ? Math.min(...layout.inputRowBytes) : 0;
     this.seed = typeof model.seed === 'string' ? null : model.seed;
     this.seedRefusal = typeof model.seed === 'string' ? model.seed : '';
     this.maxRows = model.signature.batches ? effective.maxBatchSize : 1;
@@ -191,6 +195,7 @@ export class ModelInstance {
         layout,
         slabs,
         claims: createClaims(slabs.length),
+        starts: createStarts(slabs.length),
         intraOpThreads: defaults.ortIntraOpThreads,
         executionProvider: provider,
         deviceIds: effective.deviceIds,
@@ -220,7 +225,10 @@ export class ModelInstance {
       batchDelay: effective.batchDelay,
       workers: effective.workers,
       preferredBatchSizes: effective.preferredBatchSizes,
-      maxQueueRows: Math.max(defaults.maxQueueSize, layout.maxBatchRows),
+      // Never less than the largest request admitted: a solo model's one-request batches hold up to max_batch_size
+      // rows (config.pbtxt may set it above MAX_QUEUE_SIZE), and a request that could never be queued would be
+      // refused for good, or held for good on a stream.
+      maxQueueRows: Math.max(defaults.maxQueueSize, layout.maxBatchRows, signature.batches ? effective.maxBatchSize : 1),
       layout,
       slabs,
       executor: pool,
@@ -229,7 +237,7 @@ export class ModelInstance {
       batches: signature.batches,
       outputDims: signature.outputs.map((o) => o.dims),
     });
-    return new ModelInstance(spec, model, effective, batcher, pool, stats, Date.now());
+    return new ModelInstance(spec, model, effective, batcher, pool, stats, Date.now(), layout);
   }
 
   /** Whether new requests may be routed here. */

@@ -3,7 +3,7 @@
 import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { claimSlab, slabViews, unclaimSlab } from '../batching/slab';
+import { claimSlab, markStarted, slabViews, startsView, unclaimSlab, type TaskStarts } from '../batching/slab';
 import { ELEMENT_BYTES, ORT_TYPES, packBytesElements, type Datatype } from '../models/tensor';
 import { outputShapeError } from './model-info';
 import type { BatchDone, BatchTask, MessageOutput, WorkerInit } from './protocol';
@@ -23,9 +23,12 @@ interface WorkerIdentity {
  * A worker whose state is in doubt takes no more batches: until it is gone, any batch it is given is answered
  * `retired`, untouched, and the pool runs it elsewhere.
  */
-export function retireOnFault(handler: BatchHandler, identity: WorkerIdentity): BatchHandler {
+export function retireOnFault(handler: BatchHandler, identity: WorkerIdentity, starts: TaskStarts): BatchHandler {
   let retired = false;
   return async (task) => {
+    // The batch's WORKER_TIMEOUT_MS clock starts here, where the worker takes it (slab.ts, "Starts"). Ticket 0 is
+    // the pool's close(), which has no clock and must not overwrite the record of a batch in flight.
+    if (task.ticket !== 0) markStarted(starts, task.slab, task.ticket);
     if (retired) return { computeUs: 0, ...identity, retired: true };
     try {
       return await handler(task);
@@ -84,7 +87,7 @@ function decodeStrings(raw: Buffer): string[] {
 
 const encodeStrings = (strings: readonly string[]): Uint8Array => packBytesElements(strings.map((s) => Buffer.from(s, 'utf8')));
 
-export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity }> {
+export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity; starts: TaskStarts }> {
   const identity = { worker: Atomics.add(new Int32Array(init.workerIds), 0, 1), threadId };
   const device = init.deviceIds.length > 0 ? init.deviceIds[identity.worker % init.deviceIds.length] : identity.worker;
   const session = await openSession(init.modelPath, init.executionProvider, init.intraOpThreads, device);
@@ -209,5 +212,5 @@ export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHan
     if (delivered !== null) done.outputs = delivered;
     return done;
   };
-  return { handler, identity };
+  return { handler, identity, starts: startsView(init.starts) };
 }

@@ -5,8 +5,8 @@ import { retireOnFault, startWorker, type BatchHandler } from './batch-handler';
 import type { WorkerInit } from './protocol';
 
 async function start(init: WorkerInit): Promise<BatchHandler> {
-  const { handler, identity } = await startWorker(init);
-  return retireOnFault(handler, identity);
+  const { handler, identity, starts } = await startWorker(init);
+  return retireOnFault(handler, identity, starts);
 }
 
 export default start(workerData as WorkerInit);

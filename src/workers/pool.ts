@@ -4,12 +4,10 @@
 // reports a fault is terminated here (piscina would keep it), and piscina starts a new one in its place. The slab's
 // claim word (slab.ts) keeps the old worker's hands off the slab.
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import type { AbortSignalEventEmitter } from 'piscina/dist/abort';
-import { RingQueue } from '../batching/queue';
 import type { ExecutorFault, SoloShapes } from '../batching/batcher';
-import { CLAIM_RELEASE_WAIT_MS, revokeSlab } from '../batching/slab';
+import { CLAIM_RELEASE_WAIT_MS, monotonicMs, revokeSlab, startedAt, startsView, type TaskStarts } from '../batching/slab';
 import type { BatchDone, BatchTask, WorkerInit } from './protocol';
 
 export interface PoolOptions {
@@ -43,15 +41,12 @@ export class WorkerPool {
   private lastTicket = 0;
   /** Workers this pool is terminating after a fault; while any is, a batch lost to a worker's exit runs again. */
   private terminating = 0;
-  /** Batches a worker is running, and those queued in piscina behind them (with clocks not yet started). */
-  private running = 0;
-  private readonly waiting = new RingQueue<TaskDeadline>(16);
-  /** The running batches' deadlines, under one timer. */
+  /** The deadlines of the batches handed to piscina, under one timer. */
   private readonly watchdog: Watchdog;
 
   constructor(private readonly options: PoolOptions) {
     this.claims = new Int32Array(options.init.claims);
-    this.watchdog = new Watchdog(options.taskTimeoutMs);
+    this.watchdog = new Watchdog(options.taskTimeoutMs, startsView(options.init.starts));
     this.piscina = new Piscina({
       filename: options.filename ?? ONNX_WORKER,
       minThreads: options.workers,
@@ -96,15 +91,14 @@ export class WorkerPool {
     const task: BatchTask = solo === undefined ? { slab, rows, ticket } : { slab, rows, ticket, shapes: solo.shapes, byteLengths: solo.byteLengths };
     const timeoutMs = this.options.taskTimeoutMs;
     if (timeoutMs === 0) return this.piscina.run(task).catch((error: unknown) => this.fault(slab, ticket, error, 0));
-    const deadline = new TaskDeadline();
-    this.startClock(deadline);
+    const deadline = new TaskDeadline(slab, ticket);
+    this.watchdog.start(deadline);
     try {
       return await this.piscina.run(task, { signal: deadline });
     } catch (error) {
       return await this.fault(slab, ticket, error, timeoutMs);
     } finally {
       this.watchdog.end(deadline);
-      this.taskEnded();
     }
   }
 
@@ -120,24 +114,6 @@ export class WorkerPool {
     this.terminating++;
     worker.once('exit', () => setImmediate(() => this.terminating--));
     await worker.terminate();
-  }
-
-  // A batch's clock starts when a worker takes it, not when it is queued: piscina hands tasks to workers in
-  // submission order, one each, so the k-th task waiting starts when the k-th running one ends. A batch queued
-  // behind a hung one is not failed with it.
-  private startClock(deadline: TaskDeadline): void {
-    if (this.running < this.options.workers) {
-      this.running++;
-      this.watchdog.start(deadline);
-    } else {
-      this.waiting.push(deadline);
-    }
-  }
-
-  private taskEnded(): void {
-    const next = this.waiting.shift();
-    if (next === undefined) this.running--;
-    else this.watchdog.start(next);
   }
 
   private async fault(slab: number, ticket: number, error: unknown, timeoutMs: number): Promise<BatchDone> {
@@ -183,9 +159,13 @@ const CLOSE_WAIT_MS = 10_000;
 class TaskDeadline implements AbortSignalEventEmitter {
   aborted = false;
   reason: unknown = undefined;
-  /** When it is due (performance.now() ms), once its clock has started. */
+  /** The earliest it can be due (monotonicMs); exact once its worker has begun the batch. */
   due = Infinity;
   private listener: (() => void) | null = null;
+  constructor(
+    readonly slab: number,
+    readonly ticket: number,
+  ) {}
   once(_event: 'abort', listener: () => void): void {
     this.listener = listener;
   }
@@ -211,17 +191,23 @@ class TaskDeadline implements AbortSignalEventEmitter {
 }
 
 /**
- * One timer for all of a pool's running batches (at most one a worker: a batch's clock starts when a worker takes
- * it). The timer is set when a batch starts and none is set; when it fires, it aborts the batches past due and is
- * set again for the earliest still running, or lapses if none is.
+ * One timer for all of a pool's batches in flight. A batch's clock runs from when its worker begins it (slab.ts,
+ * "Starts"), not from the hand-off: one queued in piscina, or handed to a worker that is still starting, is not
+ * due yet, and a worker that is starting is never given up on. A batch is handed over due no sooner than a timeout
+ * from now; when the timer fires, each batch that might be due is looked at again: one begun a timeout ago or more
+ * is aborted, one begun since is due a timeout after it began, and one not begun yet is due no sooner than a timeout
+ * from now. The timer is then set for the earliest, or lapses if nothing is in flight.
  */
 class Watchdog {
   private readonly running = new Set<TaskDeadline>();
   private timer: NodeJS.Timeout | null = null;
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly starts: TaskStarts,
+  ) {}
 
   start(deadline: TaskDeadline): void {
-    deadline.due = performance.now() + this.timeoutMs;
+    deadline.due = monotonicMs() + this.timeoutMs;
     this.running.add(deadline);
     this.timer ??= setTimeout(this.check, this.timeoutMs);
   }
@@ -238,17 +224,21 @@ class Watchdog {
 
   private readonly check = (): void => {
     this.timer = null;
-    const now = performance.now();
+    const now = monotonicMs();
     let next = Infinity;
     for (const deadline of this.running) {
       if (deadline.due <= now) {
-        this.running.delete(deadline);
-        deadline.abort(`WORKER_TIMEOUT_MS (${this.timeoutMs} ms)`);
-      } else {
-        next = Math.min(next, deadline.due);
+        const began = startedAt(this.starts, deadline.slab, deadline.ticket);
+        deadline.due = (began ?? now) + this.timeoutMs;
+        if (deadline.due <= now) {
+          this.running.delete(deadline);
+          deadline.abort(`WORKER_TIMEOUT_MS (${this.timeoutMs} ms)`);
+          continue;
+        }
       }
+      next = Math.min(next, deadline.due);
     }
-    if (next !== Infinity) this.timer = setTimeout(this.check, Math.ceil(next - now));
+    if (next !== Infinity) this.timer = setTimeout(this.check, Math.max(1, Math.ceil(next - now)));
   };
 }
 

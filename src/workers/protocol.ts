@@ -25,6 +25,8 @@ export interface WorkerInit {
   slabs: SharedArrayBuffer[];
   /** One Int32 claim word per slab (see slab.ts). */
   claims: SharedArrayBuffer;
+  /** When each slab's batch began on its worker (slab.ts, createStarts): WORKER_TIMEOUT_MS runs from there. */
+  starts: SharedArrayBuffer;
   intraOpThreads: number;
   executionProvider: ExecutionProvider;
   /** One Int32 that each worker increments once to take its id (and, with CUDA, its GPU). */

@@ -41,14 +41,39 @@ export function inferResponse(
     const spec = signature.outputs[index];
     const shape = outputs.shapes[index];
     const bytes = outputs.bytes[index];
-    // A model that does not batch, and strings, answer one request per batch: the whole tensor is its own.
-    const whole = !signature.batches || spec.datatype === 'BYTES';
-    const start = whole ? 0 : firstRow * outputs.rowBytes[index];
-    const end = whole ? bytes.length : start + rows * outputs.rowBytes[index];
-    response.outputs.push({ name: spec.name, datatype: spec.datatype, shape: whole ? [...shape] : [rows, ...shape.slice(1)] });
-    response.raw_output_contents.push(bytes.subarray(start, end));
+    if (!signature.batches) {
+      // A model that does not batch answers one request per batch: the whole tensor is its own.
+      response.outputs.push({ name: spec.name, datatype: spec.datatype, shape: [...shape] });
+      response.raw_output_contents.push(bytes);
+      continue;
+    }
+    // This request's rows only. Strings have no fixed row size (a model whose inputs are fixed batches even when an
+    // output is BYTES): its rows are found by their elements' lengths.
+    const contents = spec.datatype === 'BYTES'
+      ? stringRows(bytes, elementsPerRow(shape), firstRow, rows)
+      : bytes.subarray(firstRow * outputs.rowBytes[index], (firstRow + rows) * outputs.rowBytes[index]);
+    response.outputs.push({ name: spec.name, datatype: spec.datatype, shape: [rows, ...shape.slice(1)] });
+    response.raw_output_contents.push(contents);
   }
   return response;
+}
+
+function elementsPerRow(shape: readonly number[]): number {
+  let n = 1;
+  for (let i = 1; i < shape.length; i++) n *= shape[i];
+  return n;
+}
+
+/**
+ * Rows [firstRow, firstRow + rows) of a BYTES tensor in its raw form (each element a 4-byte little-endian length,
+ * then its bytes), `perRow` elements a row.
+ */
+export function stringRows(bytes: Buffer, perRow: number, firstRow: number, rows: number): Buffer {
+  let at = 0;
+  for (let skipped = firstRow * perRow; skipped > 0; skipped--) at += 4 + bytes.readUInt32LE(at);
+  const start = at;
+  for (let taken = rows * perRow; taken > 0; taken--) at += 4 + bytes.readUInt32LE(at);
+  return bytes.subarray(start, at);
 }
 
 const METHOD = 'ModelInfer';

@@ -4,7 +4,7 @@
 // tensor, what was expected and what was sent; all are INVALID_ARGUMENT.
 import type { ModelInstance } from '../../models/instance';
 import { ELEMENT_BYTES, elementCount, packBytesElements, formatShape, isDatatype, type Datatype, type TensorSpec } from '../../models/tensor';
-import { invalidArgument } from '../errors';
+import { invalidArgument, resourceExhausted } from '../errors';
 
 /** An InferParameter as proto-loader decodes it (longs as strings). */
 export interface InferParameter {
@@ -89,21 +89,30 @@ function packContents(tensor: InferInputTensor, datatype: Datatype, elements: nu
     for (let i = 0; i < elements; i++) write(out, values[i], i * bytes);
     return out;
   };
+  // int_contents and uint_contents are 32-bit on the wire: a narrower datatype's values are checked, not wrapped.
+  const narrow = (values: number[], field: string, min: number, max: number) => {
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] < min || values[i] > max) {
+        throw invalidArgument(`input "${tensor.name}": ${field}[${i}] is ${values[i]}, outside ${datatype}'s range ${min} to ${max}`);
+      }
+    }
+    return values;
+  };
   switch (datatype) {
     case 'BOOL':
       return pack(c.bool_contents, 'bool_contents', 1, (o, v, at) => o.writeUInt8(v ? 1 : 0, at));
     case 'INT8':
-      return pack(c.int_contents, 'int_contents', 1, (o, v, at) => o.writeInt8(v, at));
+      return pack(narrow(c.int_contents, 'int_contents', -0x80, 0x7f), 'int_contents', 1, (o, v, at) => o.writeInt8(v, at));
     case 'INT16':
-      return pack(c.int_contents, 'int_contents', 2, (o, v, at) => o.writeInt16LE(v, at));
+      return pack(narrow(c.int_contents, 'int_contents', -0x8000, 0x7fff), 'int_contents', 2, (o, v, at) => o.writeInt16LE(v, at));
     case 'INT32':
       return pack(c.int_contents, 'int_contents', 4, (o, v, at) => o.writeInt32LE(v, at));
     case 'INT64':
       return pack(c.int64_contents, 'int64_contents', 8, (o, v, at) => o.writeBigInt64LE(BigInt(v), at));
     case 'UINT8':
-      return pack(c.uint_contents, 'uint_contents', 1, (o, v, at) => o.writeUInt8(v, at));
+      return pack(narrow(c.uint_contents, 'uint_contents', 0, 0xff), 'uint_contents', 1, (o, v, at) => o.writeUInt8(v, at));
     case 'UINT16':
-      return pack(c.uint_contents, 'uint_contents', 2, (o, v, at) => o.writeUInt16LE(v, at));
+      return pack(narrow(c.uint_contents, 'uint_contents', 0, 0xffff), 'uint_contents', 2, (o, v, at) => o.writeUInt16LE(v, at));
     case 'UINT32':
       return pack(c.uint_contents, 'uint_contents', 4, (o, v, at) => o.writeUInt32LE(v, at));
     case 'UINT64':
@@ -217,6 +226,14 @@ export function admitInfer(request: ModelInferRequest, model: ModelInstance): Ad
     } else {
       if (tensor.contents === null) throw invalidArgument(`input "${spec.name}" has no data: neither contents nor raw_input_contents`);
       bytes = packContents(tensor, spec.datatype, elements);
+      // Typed contents can unpack to more than the message's size (an int64 of 1 wire byte takes 8; a string, 4
+      // more for its length): a request run alone must fit its input's region, which is as large as a message.
+      if (model.solo && bytes.length > model.soloInputBytes) {
+        throw resourceExhausted(
+          `input "${spec.name}": ${bytes.length} bytes once unpacked from contents, over the ${model.soloInputBytes} an input of ` +
+            `model "${model.name}" may hold (MAX_RECEIVE_MESSAGE_BYTES, as large as a message)`,
+        );
+      }
     }
     inputs.push(bytes);
     shapes.push(shape);
