@@ -1,7 +1,7 @@
 // The pooled client and the CLI against real servers on loopback.
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -372,6 +372,13 @@ describe('client command line', () => {
     assert.deepEqual([predict.command, 'modelName' in predict && predict.modelName, 'modelVersion' in predict && predict.modelVersion], ['predict', 'fx', '3']);
     const replay = parseCommandLine(['replay', '--csv', csvFile, '--model', 'rates']);
     assert.deepEqual(['modelName' in replay && replay.modelName], ['rates']);
+  });
+
+  it('--csv and --inputs take a pipe as well as a file (a shell\'s <(...), /dev/stdin)', () => {
+    const fifo = path.join(mkdtempSync(path.join(tmpdir(), 'tickserve-fifo-')), 'feed');
+    execFileSync('mkfifo', [fifo]);
+    const replay = parseCommandLine(['replay', '--csv', fifo]);
+    assert.equal('csv' in replay && replay.csv, fifo);
   });
 
   const bad: Array<[string[], RegExp]> = [

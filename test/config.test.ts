@@ -83,7 +83,22 @@ describe('config', () => {
     // Set where nothing polls: the operator expects polling and would not get it.
     ['REPOSITORY_POLL_SECS', '5'],
     ['REPOSITORY_POLL_SECS', '5', { MODEL_CONTROL_MODE: 'explicit' }],
+    // A typo the SDK would only report to its own diagnostics: tracing on, nothing exported.
+    ['OTEL_TRACES_EXPORTER', 'otlpp'],
+    ['OTEL_TRACES_EXPORTER', 'otlp,jaeger'],
+    // Past Node's longest timer (2^31 - 1 ms), which would fire after 1 ms instead.
+    ['SHUTDOWN_GRACE_MS', '3000000000'],
+    ['WORKER_TIMEOUT_MS', '2147483648'],
+    ['REQUEST_TIMEOUT_MS', '3000000000'],
+    // MODEL_PATH's names: a repository's folders name its models and versions.
+    ['MODEL_NAME', 'foo', { MODEL_PATH: '', MODEL_REPOSITORY: tmpdir() }],
+    ['MODEL_VERSION', '7', { MODEL_PATH: '', MODEL_REPOSITORY: tmpdir() }],
   ];
+  it('the longest timer delays and every known traces exporter are taken', () => {
+    const config = loadConfig({ SHUTDOWN_GRACE_MS: '2147483647', WORKER_TIMEOUT_MS: '2147483647', OTEL_TRACES_EXPORTER: 'otlp, console,zipkin' });
+    assert.equal(config.shutdownGraceMs, 2 ** 31 - 1);
+    assert.equal(config.tracing, true);
+  });
   it('REPOSITORY_POLL_SECS is taken with MODEL_CONTROL_MODE=poll', () => {
     assert.equal(loadConfig({ MODEL_PATH: '', MODEL_REPOSITORY: tmpdir(), MODEL_CONTROL_MODE: 'poll', REPOSITORY_POLL_SECS: '5' }).repositoryPollSecs, 5);
   });

@@ -368,6 +368,23 @@ describe('KServe v2: repository control in explicit mode', () => {
     assert.deepEqual((await index()).find((m) => m.name === 'b'), { name: 'b', version: '', state: 'UNAVAILABLE', reason: 'unloaded' });
   });
 
+  it('load parameters (a config override, files) are refused, not ignored; unload takes tritonclient\'s unload_dependents', async () => {
+    await expectStatus(
+      client.call('RepositoryModelLoad', { model_name: 'b', parameters: { config: { string_param: '{"max_batch_size": 2}' } } }),
+      grpc.status.INVALID_ARGUMENT,
+      /parameter "config": RepositoryModelLoad takes no parameters here; tickserve loads config.pbtxt and the model files from the repository/,
+    );
+    await expectStatus(
+      client.call('RepositoryModelLoad', { model_name: 'b', parameters: { 'file:1/model.onnx': { bytes_param: Buffer.from('not a model') } } }),
+      grpc.status.INVALID_ARGUMENT,
+      /parameter "file:1\/model.onnx"/,
+    );
+    assert.deepEqual((await index()).find((m) => m.name === 'b'), { name: 'b', version: '', state: 'UNAVAILABLE', reason: 'unloaded' });
+    await client.call('RepositoryModelLoad', { model_name: 'b' });
+    await client.call('RepositoryModelUnload', { model_name: 'b', parameters: { unload_dependents: { bool_param: false } } });
+    await expectStatus(infer('b'), grpc.status.NOT_FOUND, /model "b" is not served/);
+  });
+
   it('a failed load: the RPC says why, the index shows the reason, and what serves keeps serving', async () => {
     writeVersion(root, 'a', '2', { ...mlp(1), inputShape: [3] });
     rmSync(path.join(root, 'a', '2', 'model.onnx'));

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type ModelConfig, ModelConfigError, parseModelConfig } from '../src/models/config';
 import { MAX_PBTXT_DEPTH, type PbtxtMessage, PbtxtSyntaxError, type PbtxtValue, parsePbtxt } from '../src/models/pbtxt';
+import { instanceWorkers } from '../src/models/instance';
 
 const FILE = 'models/densenet_onnx/config.pbtxt';
 
@@ -529,5 +530,28 @@ describe('parseModelConfig refuses, naming the file, line and field', () => {
       assert.equal(error.cause.column, 4);
       return true;
     });
+  });
+});
+
+describe('instance_group counts as Triton counts them', () => {
+  const groups = (text: string) => parseModelConfig(text, 'config.pbtxt').instanceGroups ?? [];
+  const defaults = { workers: 3, gpus: 2 };
+
+  it('without instance_group: WORKERS', () => {
+    assert.deepEqual(instanceWorkers([], 'cpu', defaults), { workers: 3, deviceIds: [] });
+  });
+
+  it('a group without count is one instance (not WORKERS); groups add up', () => {
+    assert.deepEqual(instanceWorkers(groups('instance_group [{ kind: KIND_CPU }]'), 'cpu', defaults).workers, 1);
+    assert.deepEqual(instanceWorkers(groups('instance_group [{ count: 2 }, { kind: KIND_CPU }]'), 'cpu', defaults).workers, 3);
+  });
+
+  it('on GPUs the count is per GPU: each listed one, else each visible one; each worker\'s GPU by its id', () => {
+    assert.deepEqual(instanceWorkers(groups('instance_group [{ count: 2 kind: KIND_GPU gpus: [0, 1] }]'), 'cuda', defaults), { workers: 4, deviceIds: [0, 0, 1, 1] });
+    assert.deepEqual(
+      instanceWorkers(groups('instance_group [{ count: 1 kind: KIND_GPU gpus: [0] }, { count: 3 kind: KIND_GPU gpus: [1] }]'), 'cuda', defaults),
+      { workers: 4, deviceIds: [0, 1, 1, 1] },
+    );
+    assert.deepEqual(instanceWorkers(groups('instance_group [{ kind: KIND_GPU }]'), 'cuda', defaults), { workers: 2, deviceIds: [0, 1] });
   });
 });

@@ -2,7 +2,7 @@
 // model_name and model_version, and reloads (SIGHUP, poll) that lose nothing. Real ONNX models, a real server.
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
-import { appendFileSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -11,10 +11,10 @@ import { TickClient } from '../src/client';
 import { ConfigError, StartupError } from '../src/main/config';
 import { InferenceServer } from '../src/main/server';
 import { Telemetry } from '../src/main/telemetry';
-import { keptVersions, RepositoryWatcher } from '../src/models/repository';
+import { keptVersions, RepositoryWatcher, scanRepository } from '../src/models/repository';
 import { DEFAULT_MODEL_PATH, featuresFor, referenceOutputs, SHAPED_MODELS, stringsGraph, writeRepository, writeVersion } from './helpers/models';
 import { v2Client, type InferReply, type V2Client } from './helpers/kserve';
-import { expectStatus, predict, startServer, testConfig, type TestServer } from './helpers/server';
+import { expectStatus, freePort, modelClient, predict, startServer, testConfig, type TestServer } from './helpers/server';
 
 const mlp = (seed: number, width = 6, outputs = 3): MlpSpec => ({
   name: `mlp-${seed}`,
@@ -70,6 +70,25 @@ describe('repository scanning', () => {
     const [model] = watcher.scan();
     assert.deepEqual(model.versions.map((v) => v.version), []);
     assert.deepEqual(model.pending, ['3'], 'an empty newest version is waited for, not loaded');
+  });
+
+  it('model and version folders may be symbolic links (as Triton follows them)', async () => {
+    const real = writeRepository({ m: { versions: { '1': mlp(1) } }, n: { versions: { '2': mlp(2, 4) } } });
+    const root = writeRepository({});
+    symlinkSync(path.join(real, 'm'), path.join(root, 'm'));
+    mkdirSync(path.join(root, 'n'));
+    symlinkSync(path.join(real, 'n', '2'), path.join(root, 'n', '2'));
+    symlinkSync(path.join(real, 'nowhere'), path.join(root, 'dangling'));
+    const watcher = new RepositoryWatcher(root);
+    watcher.scan();
+    assert.deepEqual(watcher.scan().map((m) => [m.name, m.versions.map((v) => v.version)]), [['m', ['1']], ['n', ['2']]]);
+    const server = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root });
+    try {
+      assert.equal((await predict(server.client, { model_name: 'm', features: featuresFor(1, 1, 6) })).reply.model_version, '1');
+      assert.equal((await predict(server.client, { model_name: 'n', features: featuresFor(1, 1, 4) })).reply.model_version, '2');
+    } finally {
+      await server.close();
+    }
   });
 
   it('version policies: latest N, all, specific', () => {
@@ -347,14 +366,94 @@ describe('startup refusals in a repository', () => {
     await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: wide }, 'MODEL_REPOSITORY', /input "input" has dims \[18\] in the config/);
   });
 
+  it('an optional input (which tickserve would refuse every request to leave out): the file, line and input', async () => {
+    const root = writeRepository({ m: { config: 'max_batch_size: 4\ninput [{ name: "input" data_type: TYPE_FP32 dims: [6] optional: true }]', versions: { '1': mlp(1) } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root }, 'MODEL_REPOSITORY', /config\.pbtxt:2: input "input": optional: true is not served \(every request must carry every input\)/);
+  });
+
   it('DEFAULT_MODEL that the repository lacks', async () => {
     const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
     await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root, DEFAULT_MODEL: 'other' }, 'DEFAULT_MODEL', /not a model of the repository \(m\)/);
   });
 
+  it('a model with no version to serve: its file misnamed, no version folder, or a version_policy that keeps none', async () => {
+    const misnamed = writeRepository({ a: { versions: { '1': mlp(1) } }, m: { versions: { '1': mlp(1) } } });
+    renameSync(path.join(misnamed, 'm', '1', 'model.onnx'), path.join(misnamed, 'm', '1', 'model.onx'));
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: misnamed }, 'MODEL_REPOSITORY', /model "m" has no version to serve: version 1 of model m has no model\.onnx in /);
+    const empty = writeRepository({ a: { versions: { '1': mlp(1) } } });
+    mkdirSync(path.join(empty, 'm'));
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: empty }, 'MODEL_REPOSITORY', /model "m" has no version to serve: no version folder in .*m \(a folder named by a number, holding model\.onnx\)/);
+    const policy = writeRepository({ m: { config: 'version_policy: { specific: { versions: [2] } }', versions: { '1': mlp(1) } } });
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: policy }, 'MODEL_REPOSITORY', /model "m" has no version to serve: no version folder in .* that its version_policy keeps/);
+  });
+
+  it('a model folder that cannot be read fails that model, named, not the whole repository (nor MODEL_PATH)', async () => {
+    const root = writeRepository({ a: { versions: { '1': mlp(1) } }, b: { versions: { '1': mlp(2) } } });
+    // Folders nested past PATH_MAX (made one level at a time): reading the deepest fails with ENAMETOOLONG, as an
+    // unreadable folder fails with EACCES (which root, running these tests, is never refused).
+    const cwd = process.cwd();
+    process.chdir(path.join(root, 'b', '1'));
+    try {
+      for (let i = 0; i < 17; i++) {
+        mkdirSync('d'.repeat(250));
+        process.chdir('d'.repeat(250));
+      }
+    } finally {
+      process.chdir(cwd);
+    }
+    const scanned = scanRepository(root);
+    assert.deepEqual(scanned.map((m) => m.name), ['a', 'b']);
+    assert.equal(scanned[0].configError, null);
+    assert.match(scanned[1].configError ?? '', /^cannot read model folder .*b: ENAMETOOLONG/);
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root }, 'MODEL_REPOSITORY', /model "b": cannot read model folder .*ENAMETOOLONG/);
+  });
+
+  it('DEFAULT_MODEL in explicit mode that LOAD_MODELS does not load: says to load it', async () => {
+    const root = writeRepository({ m: { versions: { '1': mlp(1) } }, n: { versions: { '1': mlp(2) } } });
+    await expectRefused(
+      { MODEL_PATH: '', MODEL_REPOSITORY: root, MODEL_CONTROL_MODE: 'explicit', LOAD_MODELS: 'n', DEFAULT_MODEL: 'm' },
+      'DEFAULT_MODEL',
+      /a model of the repository that is not loaded at startup: name it in LOAD_MODELS too/,
+    );
+  });
+
   it('MODEL_PATH and MODEL_REPOSITORY both set', () => {
     const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
     assert.throws(() => testConfig({ MODEL_PATH: '/x.onnx', MODEL_REPOSITORY: root }), /MODEL_REPOSITORY=.* MODEL_PATH is set too/);
+  });
+});
+
+describe('metrics across a reload of the same version', () => {
+  it('a version reloaded in place (its files changed) carries its counters on: tickserve_inference_count_total only grows', async () => {
+    const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
+    const config = testConfig({ MODEL_PATH: '', MODEL_REPOSITORY: root, METRICS_PORT: String(await freePort()) });
+    const logger = pino({ level: 'silent' });
+    const telemetry = new Telemetry(config, logger);
+    const server = await InferenceServer.create(config, logger, telemetry);
+    await telemetry.listen();
+    const client = modelClient(`127.0.0.1:${await server.listen()}`);
+    const count = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${config.metricsPort}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('tickserve_inference_count_total{') && l.includes('model="m"') && l.includes('version="1"'));
+      return line === undefined ? 0 : Number(line.split(' ').pop());
+    };
+    try {
+      for (let i = 0; i < 5; i++) await predict(client, { features: featuresFor(i, 1, 6) });
+      assert.equal(await count(), 5);
+      // The same version, its file rewritten: loaded again as a new instance, whose own counters start at 0.
+      writeVersion(root, 'm', '1', mlp(1));
+      const before = [...server.models.instances()][0];
+      await server.rescan();
+      await server.models.settled();
+      assert.notEqual([...server.models.instances()][0], before, 'the version was not reloaded');
+      assert.equal(await count(), 5, 'the counter went back with the reload');
+      for (let i = 0; i < 3; i++) await predict(client, { features: featuresFor(i, 1, 6) });
+      assert.equal(await count(), 8);
+    } finally {
+      client.close();
+      await server.close(2000);
+      await telemetry.shutdown();
+    }
   });
 });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { after, before, describe, it } from 'node:test';
-import { createClaims, createSlab, createStarts, revokeSlab, SLAB_CLAIMED, slabViews, type SlabLayout } from '../src/batching/slab';
+import { createClaims, createSlab, createStarts, createWorkerSlots, revokeSlab, SLAB_CLAIMED, slabViews, type SlabLayout } from '../src/batching/slab';
 import { rowBytesOf } from '../src/models/tensor';
 import { inspectModel } from '../src/workers/model-info';
 import { WorkerFault, WorkerPool } from '../src/workers/pool';
@@ -24,6 +24,7 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
     outputRowBytes: signature.outputs.map(rowBytesOf),
   };
   const slabs = Array.from({ length: slabCount }, () => createSlab(layout));
+  const workerSlots = createWorkerSlots(1);
   const pool = new WorkerPool({
     workers: 1,
     taskTimeoutMs,
@@ -40,7 +41,7 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
       starts: createStarts(slabCount),
       intraOpThreads: 1,
       executionProvider: 'cpu',
-      workerIds: new SharedArrayBuffer(4),
+      workerSlots,
       deviceIds: [],
       warmup: [],
     },
@@ -51,12 +52,12 @@ async function poolOver(modelPath: string, slabCount: number, taskTimeoutMs = 0)
     featuresFor(slab, rows, width).forEach((v, i) => region.writeFloatLE(v, i * 4));
     region.writeFloatLE(first, 0);
   };
-  return { pool, fill };
+  return { pool, fill, slots: new Int32Array(workerSlots) };
 }
 
 describe('worker pool: a worker is replaced exactly when its own code fails', () => {
   it('a handler that throws: WorkerFault, and the next batch runs on a new thread', async () => {
-    const { pool, fill } = await poolOver(DEFAULT_MODEL_PATH, 2);
+    const { pool, fill, slots } = await poolOver(DEFAULT_MODEL_PATH, 2);
     try {
       fill(0, 0.5);
       const first = await pool.run(0, 1);
@@ -68,6 +69,10 @@ describe('worker pool: a worker is replaced exactly when its own code fails', ()
       });
       const next = await pool.run(0, 1);
       assert.notEqual(next.threadId, first.threadId, 'the worker whose handler threw still runs batches');
+      // The replacement takes the failed worker's slot: its id (and, under CUDA, its GPU), within 0..WORKERS-1.
+      assert.equal(first.worker, 0);
+      assert.equal(next.worker, 0, 'the replacement took a new id');
+      assert.deepEqual(Array.from(slots), [next.threadId], 'the failed worker\'s slot was not freed for its replacement');
     } finally {
       await pool.close();
     }

@@ -123,6 +123,36 @@ export function startedAt(starts: TaskStarts, slab: number, ticket: number): num
   return Atomics.load(starts.tickets, slab) === ticket ? starts.times[slab] : undefined;
 }
 
+// Worker slots: one Int32 per worker of a pool, holding the thread id of the worker in it (0: free). A starting
+// worker takes the first free slot and keeps its index as its id: the id picks its GPU under CUDA, so the worker
+// that replaces a failed one (its slot freed by the pool once the old one is gone) runs on the same GPU, and ids
+// stay within 0..WORKERS-1.
+export function createWorkerSlots(workers: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(workers * Int32Array.BYTES_PER_ELEMENT);
+}
+
+/** Worker side: takes a free slot for thread `threadId`; its index. */
+export function takeWorkerSlot(buffer: SharedArrayBuffer, threadId: number): number {
+  const slots = new Int32Array(buffer);
+  for (let attempt = 0; ; attempt++) {
+    for (let i = 0; i < slots.length; i++) if (Atomics.compareExchange(slots, i, 0, threadId) === 0) return i;
+    // Every slot taken: the worker this one replaces is still being let go of (the pool frees its slot as piscina
+    // destroys it). Wait a little for that; after a second, share a slot rather than never start.
+    if (attempt >= 100) return threadId % slots.length;
+    Atomics.wait(slots, 0, slots[0], 10);
+  }
+}
+
+/** Main side: frees the slots of workers that are gone (`gone(threadId)`). */
+export function releaseWorkerSlots(buffer: SharedArrayBuffer, gone: (threadId: number) => boolean): void {
+  const slots = new Int32Array(buffer);
+  for (let i = 0; i < slots.length; i++) {
+    const threadId = Atomics.load(slots, i);
+    if (threadId !== 0 && gone(threadId)) Atomics.compareExchange(slots, i, threadId, 0);
+  }
+  Atomics.notify(slots, 0);
+}
+
 // Atomics.waitAsync is in Node since 16; TypeScript declares it only from lib ES2024.
 type WaitAsync = (
   array: Int32Array,

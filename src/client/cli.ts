@@ -195,7 +195,9 @@ function checkReadableFile(option: string, file: string): void {
   } catch (error) {
     throw new UsageError(`--${option} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code})`);
   }
-  if (!statSync(file).isFile()) throw new UsageError(`--${option} ${file}: not a file`);
+  // A pipe too (`--csv <(zcat feed.csv.gz)`, /dev/stdin): anything that reads as a stream of bytes, not a folder.
+  const stats = statSync(file);
+  if (!stats.isFile() && !stats.isFIFO() && !stats.isCharacterDevice()) throw new UsageError(`--${option} ${file}: not a file`);
 }
 
 /** The inputs in `file` (- for stdin), checked whole. */

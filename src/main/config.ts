@@ -120,6 +120,8 @@ export interface Config {
   /** Batch sizes (rows) to dispatch as soon as they can be formed; ascending, each <= maxBatchSize. */
   preferredBatchSizes: number[];
   workers: number;
+  /** GPUs visible to the process (CUDA_VISIBLE_DEVICES, else 1): where a KIND_GPU group without gpus places its count. */
+  gpus: number;
   ortIntraOpThreads: number;
   /** Give up on a batch, and replace its worker, after this long; 0: never. */
   workerTimeoutMs: number;
@@ -201,6 +203,10 @@ function flag(env: Env, name: string, fallback: boolean): boolean {
 }
 
 const OTLP_PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'] as const;
+const TRACES_EXPORTERS = ['otlp', 'zipkin', 'console', 'none'];
+
+/** The longest delay Node's timers take (2^31 − 1 ms, about 24.8 days): a longer one would fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The OTEL_* variables are read by the OpenTelemetry SDK itself; here they are only checked, so that a typo
@@ -220,6 +226,10 @@ function tracingConfigured(env: Env): { disabled: boolean; tracing: boolean; sam
     if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', ratioArg, 'a ratio from 0 to 1');
   }
   const exporters = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '');
+  // The exporters the SDK knows (anything else it only reports to its own diagnostics, which nobody reads).
+  for (const exporter of exporters) {
+    if (!TRACES_EXPORTERS.includes(exporter)) throw new ConfigError('OTEL_TRACES_EXPORTER', env.OTEL_TRACES_EXPORTER ?? '', `a list of ${TRACES_EXPORTERS.join(', ')}`);
+  }
   const endpoint = (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? '').trim() !== '';
   const tracing = !disabled && (exporters.length > 0 ? !exporters.includes('none') : endpoint);
   return { disabled, tracing, sampler: { name: sampler, ratio } };
@@ -385,6 +395,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (modelRepository !== null && (env.MODEL_PATH ?? '').trim() !== '') {
     throw new ConfigError('MODEL_REPOSITORY', env.MODEL_REPOSITORY ?? '', 'MODEL_PATH is set too: serve either one model file or a repository, not both');
   }
+  for (const name of ['MODEL_NAME', 'MODEL_VERSION']) {
+    if (modelRepository !== null && (env[name] ?? '').trim() !== '') {
+      throw new ConfigError(name, env[name] ?? '', 'only with MODEL_PATH (a repository\'s folders name its models and versions)');
+    }
+  }
   // With a repository, MODEL_PATH is not used (its default only names the single model, never loaded).
   const modelPath = modelRepository !== null ? DEFAULT_MODEL_PATH : modelFile(env);
   // CUDA_VISIBLE_DEVICES counts the GPUs a process may use; one worker each.
@@ -408,12 +423,13 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueueSize: integer(env, 'MAX_QUEUE_SIZE', 4096, 1),
     preferredBatchSizes: preferredSizes(env, maxBatchSize),
     workers: integer(env, 'WORKERS', defaultWorkers(executionProvider, gpus), 1, 1024),
+    gpus,
     ortIntraOpThreads: integer(env, 'ORT_INTRA_OP_THREADS', 1, 1, 1024),
-    workerTimeoutMs: integer(env, 'WORKER_TIMEOUT_MS', 5000, 0),
+    workerTimeoutMs: integer(env, 'WORKER_TIMEOUT_MS', 5000, 0, MAX_TIMER_MS),
     executionProvider,
     maxReceiveMessageBytes: integer(env, 'MAX_RECEIVE_MESSAGE_BYTES', 4 * 1024 * 1024, 64, 2 ** 31 - 1),
-    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 0, 0),
-    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0),
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 0, 0, MAX_TIMER_MS),
+    shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, MAX_TIMER_MS),
     logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     tlsCertFile: readableFile(env, 'TLS_CERT_FILE'),
     tlsKeyFile: readableFile(env, 'TLS_KEY_FILE'),

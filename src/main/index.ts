@@ -34,8 +34,9 @@ function modelFailure(config: Config, error: unknown): ConfigError | StartupErro
   // Already named: the variable that decides (MODEL_REPOSITORY, OUTPUT_NAME, MAX_BATCH_SIZE, ...).
   if (error instanceof ConfigError || error instanceof StartupError) return error;
   const reason = error instanceof Error ? error.message : String(error);
-  return config.executionProvider === 'cuda'
-    ? new StartupError('EXECUTION_PROVIDER', config.executionProvider, reason)
+  if (config.executionProvider === 'cuda') return new StartupError('EXECUTION_PROVIDER', config.executionProvider, reason);
+  return config.modelRepository !== null
+    ? new StartupError('MODEL_REPOSITORY', config.modelRepository, reason)
     : new StartupError('MODEL_PATH', config.modelPath, reason);
 }
 
@@ -51,6 +52,8 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     if (config.modelRepository === null) {
       logger.info('SIGHUP: no MODEL_REPOSITORY to rescan (MODEL_PATH serves one fixed model)');
+    } else if (config.modelControlMode === 'explicit') {
+      logger.info('SIGHUP: nothing to do in MODEL_CONTROL_MODE=explicit (models load and unload through RepositoryModelLoad and RepositoryModelUnload)');
     } else if (server === null) {
       logger.info('SIGHUP while starting: the repository is read again once startup ends');
       rescanWhenStarted = true;

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher';
 import { LoadError, type ServingDefaults, type VersionSpec } from '../models/instance';
 import { ModelRegistry, type DesiredModel, type Initiator, type VersionEvent } from '../models/registry';
-import { modelNameProblem, RepositoryWatcher, scanRepository } from '../models/repository';
+import { DEFAULT_MODEL_FILENAME, modelNameProblem, RepositoryWatcher, scanRepository, type ScannedModel } from '../models/repository';
 import { decodePredictRequest } from './codec';
 import { failedPrecondition, invalidArgument, notFound, ServingError } from './errors';
 import { listenError, PACKAGE_ROOT, StartupError, type Config } from './config';
@@ -65,6 +65,7 @@ function servingDefaults(config: Config): ServingDefaults {
     preferredBatchSizes: config.preferredBatchSizes,
     maxQueueSize: config.maxQueueSize,
     workers: config.workers,
+    gpus: config.gpus,
     ortIntraOpThreads: config.ortIntraOpThreads,
     workerTimeoutMs: config.workerTimeoutMs,
     executionProvider: config.executionProvider,
@@ -175,7 +176,7 @@ export class InferenceServer {
           this.audit('load', event);
         },
         unloaded: (event) => {
-          telemetry.modelUnloaded(event.model, event.version);
+          telemetry.modelUnloaded(event.model, event.version, event.stats);
           this.audit('unload', event);
           // The retired workers' native memory goes only with their handles (gc.ts); not while shutting down.
           if (this.closing === null) setImmediate(collectGarbage);
@@ -274,13 +275,17 @@ export class InferenceServer {
         if (missing.length > 0) {
           throw new StartupError('LOAD_MODELS', wanted!.join(','), `not in the repository: ${missing.join(', ')}`);
         }
-        await server.models.apply(scanned.filter((m) => wanted === null || wanted.includes(m.name)), STARTUP, 'models');
+        const chosen = scanned.filter((m) => wanted === null || wanted.includes(m.name));
+        await server.models.apply(chosen, STARTUP, 'models');
+        server.refuseStartupFailures(chosen.map((m) => m.name));
       } else {
         server.watcher.scan();
         await sleep(SETTLE_MS);
-        await server.models.apply(server.watcher.scan(), STARTUP);
+        const scanned = server.watcher.scan();
+        await server.models.apply(scanned, STARTUP);
+        server.refuseStartupFailures(scanned.map((m) => m.name));
       }
-      server.refuseStartupFailures();
+      if (server.watcher === null) server.refuseStartupFailures([]);
     } catch (error) {
       await server.models.close();
       throw error;
@@ -304,17 +309,33 @@ export class InferenceServer {
    * At startup nothing may fail to load: a StartupError (exit 2) naming what to change: MODEL_REPOSITORY and the
    * model, or in MODEL_PATH mode the variable that decides (MODEL_PATH, OUTPUT_NAME, MAX_BATCH_SIZE, ...).
    */
-  private refuseStartupFailures(): void {
+  private refuseStartupFailures(wanted: readonly string[]): void {
     const failed = this.models.index().find((s) => s.state === 'UNAVAILABLE');
     const broken = this.models.problems()[0];
     if (failed === undefined && broken === undefined) {
-      if (this.config.defaultModel !== null && !this.models.modelNames().includes(this.config.defaultModel)) {
-        throw new StartupError('DEFAULT_MODEL', this.config.defaultModel, `not a model of the repository (${this.models.modelNames().join(', ') || 'none'})`);
+      // A model of the repository that has nothing to load (no version folder, its file misnamed, a version_policy
+      // that keeps none) fails nothing, and would sit unready for good without a word.
+      const ready = new Set(this.models.index().filter((s) => s.state === 'READY').map((s) => s.model));
+      const idle = wanted.find((name) => !ready.has(name));
+      if (idle !== undefined && this.config.modelRepository !== null) {
+        const model = scanRepository(this.config.modelRepository).find((m) => m.name === idle);
+        throw new StartupError('MODEL_REPOSITORY', this.config.modelRepository, `model "${idle}" has no version to serve: ${model === undefined ? 'its folder is gone' : noVersionReason(model)}`);
+      }
+      const fallback = this.config.defaultModel;
+      if (fallback !== null && !this.models.modelNames().includes(fallback)) {
+        const unloaded = this.config.modelControlMode === 'explicit' && this.repositoryModels().includes(fallback);
+        throw new StartupError('DEFAULT_MODEL', fallback, unloaded
+          ? 'a model of the repository that is not loaded at startup: name it in LOAD_MODELS too'
+          : `not a model of the repository (${this.models.modelNames().join(', ') || 'none'})`);
       }
       return;
     }
     if (this.config.modelRepository !== null) {
-      const reason = failed !== undefined ? `model "${failed.model}" version ${failed.version} failed to load: ${failed.reason}` : broken;
+      const reason = failed === undefined
+        ? broken
+        : failed.version === ''
+          ? `model "${failed.model}": ${failed.reason}`
+          : `model "${failed.model}" version ${failed.version} failed to load: ${failed.reason}`;
       throw new StartupError('MODEL_REPOSITORY', this.config.modelRepository, reason);
     }
     const error = this.models.failure(failed!.model, failed!.version);
@@ -506,4 +527,15 @@ export class InferenceServer {
     }
     await this.telemetry.shutdown();
   }
+}
+
+/** Why a scanned model has no version to load, for the startup failure. */
+function noVersionReason(model: ScannedModel): string {
+  const broken = model.versions.find((v) => v.problem !== null);
+  if (broken !== undefined) return broken.problem!;
+  if (model.versions.length > 0) return `version ${model.versions.map((v) => v.version).join(', ')} is still being written (its files changed between two scans)`;
+  const filename = model.config?.defaultModelFilename ?? DEFAULT_MODEL_FILENAME;
+  return model.config?.versionPolicy !== undefined && model.config.versionPolicy.kind !== 'latest'
+    ? `no version folder in ${model.dir} that its version_policy keeps`
+    : `no version folder in ${model.dir} (a folder named by a number, holding ${filename})`;
 }

@@ -105,6 +105,94 @@ export interface ServedVersionInfo {
   stats: InferenceStatistics;
 }
 
+/** A version's counters summed over its instances, live and gone, with its metric labels. */
+interface VersionCounters {
+  attributes: Attributes;
+  inferenceCount: number;
+  executionCount: number;
+  successCount: number;
+  failCount: number;
+  successNs: number;
+  failNs: number;
+  queueNs: number;
+  computeNs: number;
+}
+
+const zeroCounters = (attributes: Attributes): VersionCounters => ({
+  attributes, inferenceCount: 0, executionCount: 0, successCount: 0, failCount: 0, successNs: 0, failNs: 0, queueNs: 0, computeNs: 0,
+});
+
+function addStatistics(to: VersionCounters, stats: InferenceStatistics): void {
+  to.inferenceCount += stats.inferenceCount;
+  to.executionCount += stats.executionCount;
+  to.successCount += stats.success.count;
+  to.failCount += stats.fail.count;
+  to.successNs += stats.success.ns;
+  to.failNs += stats.fail.ns;
+  to.queueNs += stats.queue.ns;
+  to.computeNs += stats.computeInfer.ns;
+}
+
+/**
+ * Per-version counters that survive the version's instances. Each instance counts from 0; when one is gone (its
+ * statistics no longer among the loaded versions'), its final figures are added to what its model and version
+ * carry, and every collection reports carried + live, one series per model and version (an instance draining
+ * beside its reload's is summed with it, not reported twice under the same labels).
+ */
+class VersionTotals {
+  private readonly carried = new Map<string, VersionCounters>();
+  /** The statistics seen at the last collection, by their version's key. */
+  private seen = new Map<InferenceStatistics, string>();
+
+  collect(versions: Iterable<ServedVersionInfo>): VersionCounters[] {
+    const now = new Map<InferenceStatistics, string>();
+    const totals = new Map<string, VersionCounters>();
+    const entry = (key: string, name: string, version: string) => {
+      let total = totals.get(key);
+      if (total === undefined) {
+        const carried = this.carried.get(key);
+        total = carried === undefined ? zeroCounters(versionAttributes(name, version)) : { ...carried };
+        totals.set(key, total);
+      }
+      return total;
+    };
+    for (const v of versions) {
+      const key = `${v.name}\u0000${v.version}`;
+      now.set(v.stats, key);
+      addStatistics(entry(key, v.name, v.version), v.stats);
+    }
+    for (const [stats, key] of this.seen) {
+      if (now.has(stats)) continue;
+      // Gone since the last collection: its final figures are carried from now on (and counted in this collection,
+      // whose entry was made from what was carried before).
+      const [name, version] = key.split('\u0000');
+      addStatistics(entry(key, name, version), stats);
+      let carried = this.carried.get(key);
+      if (carried === undefined) {
+        carried = zeroCounters(versionAttributes(name, version));
+        this.carried.set(key, carried);
+      }
+      addStatistics(carried, stats);
+    }
+    // Versions with nothing loaded now still report what they carry: a counter does not vanish between reloads.
+    for (const [key, carried] of this.carried) if (!totals.has(key)) totals.set(key, { ...carried });
+    this.seen = now;
+    return [...totals.values()];
+  }
+
+  /** An instance unloaded. One never collected (loaded and gone between two scrapes) is carried now. */
+  retire(name: string, version: string, stats: InferenceStatistics): void {
+    if (this.seen.has(stats)) return; // the next collection finds it gone and carries it
+    const key = `${name}\u0000${version}`;
+    let carried = this.carried.get(key);
+    if (carried === undefined) {
+      carried = zeroCounters(versionAttributes(name, version));
+      this.carried.set(key, carried);
+    }
+    addStatistics(carried, stats);
+  }
+}
+
 /** What the gauges read; bound once the server exists. */
 export interface TelemetrySources {
   /** Every loaded version (ready or unloading). */
@@ -136,6 +224,7 @@ export class Telemetry {
   private busySeconds = 0;
   private utilisationMark = { at: performance.now(), busy: 0 };
   private sources: TelemetrySources | null = null;
+  private readonly versionTotals = new VersionTotals();
   private readonly streamMessageSpans: boolean;
   /** Where sampled spans go; null while not tracing. */
   private readonly spans: ThreadSpanProcessor | null;
@@ -214,29 +303,30 @@ export class Telemetry {
     this.modelUnloads = this.meter.createCounter('tickserve.model.unloads', {
       description: 'Model version unloads (after answering every request they took), by model and version',
     });
-    // ModelStatistics' counters, read as they are: the v2 API and Prometheus never disagree.
+    // ModelStatistics' counters, read as they are: the v2 API and Prometheus never disagree. A version loaded again
+    // (a reload, or unloaded and loaded) is a new instance with counters from 0: the figures of its instances gone
+    // are carried (VersionTotals), so that each series only ever grows, as a Prometheus counter must.
     this.meter.createObservableCounter('tickserve.inference.count', { description: 'Rows computed (Triton\'s inference_count), by model and version' })
       .addCallback((result) => {
-        for (const v of this.sources?.versions() ?? []) result.observe(v.stats.inferenceCount, versionAttributes(v.name, v.version));
+        for (const v of this.totals()) result.observe(v.inferenceCount, v.attributes);
       });
     this.meter.createObservableCounter('tickserve.execution.count', { description: 'Batches run (Triton\'s execution_count), by model and version' })
       .addCallback((result) => {
-        for (const v of this.sources?.versions() ?? []) result.observe(v.stats.executionCount, versionAttributes(v.name, v.version));
+        for (const v of this.totals()) result.observe(v.executionCount, v.attributes);
       });
     this.meter.createObservableCounter('tickserve.inference.requests', { description: 'Requests answered, by model, version and outcome (success, fail)' })
       .addCallback((result) => {
-        for (const v of this.sources?.versions() ?? []) {
-          result.observe(v.stats.success.count, { ...versionAttributes(v.name, v.version), outcome: 'success' });
-          result.observe(v.stats.fail.count, { ...versionAttributes(v.name, v.version), outcome: 'fail' });
+        for (const v of this.totals()) {
+          result.observe(v.successCount, { ...v.attributes, outcome: 'success' });
+          result.observe(v.failCount, { ...v.attributes, outcome: 'fail' });
         }
       });
     this.meter.createObservableCounter('tickserve.inference.duration_ns', {
       description: 'Summed request time in nanoseconds by phase (success, fail, queue, compute_infer), as ModelStatistics reports it',
     }).addCallback((result) => {
-      for (const v of this.sources?.versions() ?? []) {
-        const base = versionAttributes(v.name, v.version);
-        for (const [phase, d] of [['success', v.stats.success], ['fail', v.stats.fail], ['queue', v.stats.queue], ['compute_infer', v.stats.computeInfer]] as const) {
-          result.observe(d.ns, { ...base, phase });
+      for (const v of this.totals()) {
+        for (const [phase, ns] of [['success', v.successNs], ['fail', v.failNs], ['queue', v.queueNs], ['compute_infer', v.computeNs]] as const) {
+          result.observe(ns, { ...v.attributes, phase });
         }
       }
     });
@@ -290,6 +380,11 @@ export class Telemetry {
 
   bind(sources: TelemetrySources): void {
     this.sources = sources;
+  }
+
+  /** Each version's counters over every instance of it there has been. */
+  private totals(): Iterable<VersionCounters> {
+    return this.versionTotals.collect(this.sources?.versions() ?? []);
   }
 
   /** The span of the call whose request metadata this is, for its requests to carry to their batch. */
@@ -399,9 +494,10 @@ export class Telemetry {
     this.modelLoadTime.record(seconds, attributes);
   }
 
-  /** A model version finished unloading. */
-  modelUnloaded(model: string, version: string): void {
+  /** A model version finished unloading; `stats`: its instance's final counters. */
+  modelUnloaded(model: string, version: string, stats?: InferenceStatistics): void {
     this.modelUnloads.add(1, versionAttributes(model, version));
+    if (stats !== undefined) this.versionTotals.retire(model, version, stats);
   }
 
   /** A slab a dead or hung worker may still hold is out of use for good. */

@@ -15,13 +15,13 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Batcher, type BatchObserver } from '../batching/batcher';
 import type { BatchDelay } from '../batching/policy';
-import { createClaims, createSlab, createStarts, slabBytes, type SlabLayout } from '../batching/slab';
+import { createClaims, createSlab, createStarts, createWorkerSlots, slabBytes, type SlabLayout } from '../batching/slab';
 import { inspectModel, ModelRefused, type DeclaredSignature, type ModelInfo, type SeedView } from '../workers/model-info';
 import { WorkerPool } from '../workers/pool';
 import type { ExecutionProvider, WarmupSample } from '../workers/protocol';
 import { encodeVersionField } from '../main/codec';
 import { varintSize } from '../main/wire';
-import type { ModelConfig } from './config';
+import type { InstanceGroupConfig, ModelConfig } from './config';
 import { versionEscape } from './repository';
 import { InferenceStatistics } from './statistics';
 import { formatShape, isFixed, rowBytesOf, type Signature } from './tensor';
@@ -37,6 +37,8 @@ export interface ServingDefaults {
   preferredBatchSizes: readonly number[];
   maxQueueSize: number;
   workers: number;
+  /** GPUs visible to the process: a KIND_GPU instance_group without gpus puts its count on each. */
+  gpus: number;
   ortIntraOpThreads: number;
   workerTimeoutMs: number;
   executionProvider: ExecutionProvider;
@@ -167,6 +169,12 @@ export class ModelInstance {
       if (escape !== null) throw new LoadError(`refused: ${escape}`);
     }
     const config = spec.config;
+    // Triton lets a request leave an optional input out; tickserve would refuse every such request, so it refuses
+    // the config instead of taking a promise it does not keep.
+    const optional = config?.inputs.find((input) => input.optional === true);
+    if (optional !== undefined) {
+      throw new LoadError(`${spec.configFile ?? 'config.pbtxt'}:${optional.line}: input "${optional.name}": optional: true is not served (every request must carry every input)`);
+    }
     const provider = executionProviderOf(config, defaults);
     const model = await inspect(spec, defaults, provider);
     const effective = effectiveConfig(spec, defaults, model, provider);
@@ -200,7 +208,7 @@ export class ModelInstance {
         executionProvider: provider,
         deviceIds: effective.deviceIds,
         warmup: solo ? [] : warmupSamples(spec, signature, effective),
-        workerIds: new SharedArrayBuffer(4),
+        workerSlots: createWorkerSlots(effective.workers),
       },
     });
     try {
@@ -329,10 +337,7 @@ function effectiveConfig(spec: VersionSpec, defaults: ServingDefaults, model: Mo
   }
   const rows = Math.max(1, maxBatchSize);
   const preferred = (config?.dynamicBatching?.preferredBatchSizes ?? defaults.preferredBatchSizes).filter((n) => n <= rows);
-  const groups = config?.instanceGroups ?? [];
-  const counted = groups.filter((g) => g.count !== undefined);
-  const workers = counted.length > 0 ? counted.reduce((sum, g) => sum + (g.count ?? 0), 0) : defaults.workers;
-  const deviceIds = groups.flatMap((g) => g.gpus);
+  const { workers, deviceIds } = instanceWorkers(config?.instanceGroups ?? [], provider, defaults);
   const warmupBatchSizes = config !== null && config.warmup.length > 0
     ? [...new Set(config.warmup.map((w) => Math.max(1, w.batchSize)))]
     : defaultWarmupSizes(rows, preferred);
@@ -346,6 +351,32 @@ function effectiveConfig(spec: VersionSpec, defaults: ServingDefaults, model: Mo
     deviceIds,
     warmupBatchSizes,
   };
+}
+
+/**
+ * instance_group as Triton reads it: each group's count (1 when not written) is per GPU on a GPU (each GPU it lists,
+ * else each visible one), and the groups add up; `deviceIds` then has each worker's GPU, by worker id. Without
+ * instance_group: WORKERS (one per GPU under CUDA, worker i on GPU i).
+ */
+export function instanceWorkers(
+  groups: readonly InstanceGroupConfig[],
+  provider: ExecutionProvider,
+  defaults: Pick<ServingDefaults, 'workers' | 'gpus'>,
+): { workers: number; deviceIds: number[] } {
+  if (groups.length === 0) return { workers: defaults.workers, deviceIds: [] };
+  let workers = 0;
+  const deviceIds: number[] = [];
+  for (const group of groups) {
+    const count = group.count ?? 1;
+    if (provider !== 'cuda') {
+      workers += count;
+      continue;
+    }
+    const gpus = group.gpus.length > 0 ? group.gpus : Array.from({ length: defaults.gpus }, (_, gpu) => gpu);
+    for (const gpu of gpus) for (let i = 0; i < count; i++) deviceIds.push(gpu);
+    workers += count * gpus.length;
+  }
+  return { workers, deviceIds };
 }
 
 /**

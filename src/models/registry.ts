@@ -16,6 +16,7 @@
 import type { Logger } from 'pino';
 import { notFound, unavailable } from '../main/errors';
 import { ModelInstance, type InstanceHooks, type ServingDefaults, type VersionSpec } from './instance';
+import type { InferenceStatistics } from './statistics';
 
 /** A version's state as the repository index shows it (Triton's names). */
 export type VersionStateName = 'READY' | 'LOADING' | 'UNLOADING' | 'UNAVAILABLE';
@@ -56,6 +57,8 @@ export interface VersionEvent {
   /** A failed load's error; for an unload, why it was unloaded (and, if it failed, how). */
   reason: string;
   initiator: Initiator;
+  /** An unload's: the instance's final counters, which its model and version carry on (Telemetry). */
+  stats?: InferenceStatistics;
 }
 
 /** Told of every load and unload as it ends (metrics, audit log); the registry logs the basics itself. */
@@ -374,7 +377,7 @@ export class ModelRegistry {
     const fields = { model: instance.name, version: instance.version, seconds };
     if (outcome === 'success') this.logger.info(fields, `model ${instance.name} version ${instance.version} unloaded`);
     else this.logger.error({ ...fields, reason }, `model ${instance.name} version ${instance.version} failed to unload: ${reason}`);
-    this.events.unloaded({ model: instance.name, version: instance.version, outcome, seconds, reason, initiator });
+    this.events.unloaded({ model: instance.name, version: instance.version, outcome, seconds, reason, initiator, stats: instance.stats });
   }
 
   /** Resolves once nothing is unloading (for tests and shutdown). */

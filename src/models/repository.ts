@@ -13,7 +13,7 @@
 // A model loads only from inside its version folder: model names and default_model_filename carry no path separator
 // or "..", and a version whose files reach outside its folder through a symbolic link is refused at load
 // (versionEscape); ONNX external data with a location outside the folder is refused by onnxruntime itself.
-import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
 import { parseModelConfig, type ModelConfig } from './config';
 import type { VersionSpec } from './instance';
@@ -158,7 +158,7 @@ export function scanModel(dir: string, name = path.basename(dir)): ScannedModel 
     }
   }
   const present = readdirSync(dir, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory() && isVersionFolder(entry.name))
+    .filter((entry) => isFolder(dir, entry) && isVersionFolder(entry.name))
     .map((entry) => Number(entry.name));
   const filename = config?.defaultModelFilename ?? DEFAULT_MODEL_FILENAME;
   const versions = configError !== null ? [] : keptVersions(present, config).map((version): ScannedVersion => {
@@ -178,9 +178,25 @@ export function scanModel(dir: string, name = path.basename(dir)): ScannedModel 
 /** Reads every model folder of the repository, by name. Folders whose name cannot be a model name are skipped. */
 export function scanRepository(root: string): ScannedModel[] {
   return readdirSync(root, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory() && MODEL_NAME_PATTERN.test(entry.name))
+    .filter((entry) => isFolder(root, entry) && MODEL_NAME_PATTERN.test(entry.name))
     .sort((a, b) => a.name.localeCompare(b.name))
-    .map((entry) => scanModel(path.join(root, entry.name), entry.name));
+    .map((entry) => {
+      const dir = path.join(root, entry.name);
+      try {
+        return scanModel(dir, entry.name);
+      } catch (error) {
+        // A folder that cannot be read (permissions, or removed mid-scan) is that model's problem, not the
+        // repository's: every other model is still scanned, loaded and updated.
+        const reason = error instanceof Error ? error.message : String(error);
+        return { name: entry.name, dir, config: null, configError: `cannot read model folder ${dir}: ${reason}`, versions: [] };
+      }
+    });
+}
+
+/** A folder, or a symbolic link to one (model and version folders may be links, as Triton follows them). */
+function isFolder(parent: string, entry: Dirent): boolean {
+  if (entry.isDirectory()) return true;
+  return entry.isSymbolicLink() && statOrNull(path.join(parent, entry.name))?.isDirectory() === true;
 }
 
 /**

@@ -3,7 +3,7 @@
 import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { claimSlab, markStarted, slabViews, startsView, unclaimSlab, type TaskStarts } from '../batching/slab';
+import { claimSlab, markStarted, slabViews, startsView, takeWorkerSlot, unclaimSlab, type TaskStarts } from '../batching/slab';
 import { ELEMENT_BYTES, ORT_TYPES, packBytesElements, type Datatype } from '../models/tensor';
 import { outputShapeError } from './model-info';
 import type { BatchDone, BatchTask, MessageOutput, WorkerInit } from './protocol';
@@ -88,7 +88,7 @@ function decodeStrings(raw: Buffer): string[] {
 const encodeStrings = (strings: readonly string[]): Uint8Array => packBytesElements(strings.map((s) => Buffer.from(s, 'utf8')));
 
 export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity; starts: TaskStarts }> {
-  const identity = { worker: Atomics.add(new Int32Array(init.workerIds), 0, 1), threadId };
+  const identity = { worker: takeWorkerSlot(init.workerSlots, threadId), threadId };
   const device = init.deviceIds.length > 0 ? init.deviceIds[identity.worker % init.deviceIds.length] : identity.worker;
   const session = await openSession(init.modelPath, init.executionProvider, init.intraOpThreads, device);
   const { layout } = init;

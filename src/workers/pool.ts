@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Piscina } from 'piscina';
 import type { AbortSignalEventEmitter } from 'piscina/dist/abort';
 import type { ExecutorFault, SoloShapes } from '../batching/batcher';
-import { CLAIM_RELEASE_WAIT_MS, monotonicMs, revokeSlab, startedAt, startsView, type TaskStarts } from '../batching/slab';
+import { CLAIM_RELEASE_WAIT_MS, monotonicMs, releaseWorkerSlots, revokeSlab, startedAt, startsView, type TaskStarts } from '../batching/slab';
 import type { BatchDone, BatchTask, WorkerInit } from './protocol';
 
 export interface PoolOptions {
@@ -65,6 +65,13 @@ export class WorkerPool {
     });
     // A failed worker's error also reaches this event; the failure is already reported through its task.
     this.piscina.on('error', () => {});
+    // A worker's slot (its id, its GPU) goes to the worker that replaces it. By the event, a crashed worker's thread
+    // id already reads -1, and piscina drops it from its threads just after: the slots of the threads no longer
+    // among them are freed a turn later (the replacement waits for one as it starts).
+    this.piscina.on('workerDestroy', () => setImmediate(() => {
+      const alive = new Set(this.piscina.threads.map((thread) => thread.threadId));
+      releaseWorkerSlots(options.init.workerSlots, (threadId) => !alive.has(threadId));
+    }));
   }
 
   /**

@@ -29,8 +29,12 @@ export interface WorkerInit {
   starts: SharedArrayBuffer;
   intraOpThreads: number;
   executionProvider: ExecutionProvider;
-  /** One Int32 that each worker increments once to take its id (and, with CUDA, its GPU). */
-  workerIds: SharedArrayBuffer;
+  /**
+   * One Int32 per worker slot (WORKERS of them): the thread id of the worker in it, 0 while free (slab.ts,
+   * createWorkerSlots). A worker takes a free slot as it starts; its index is the worker's id (and, with CUDA, picks
+   * its GPU), so a replacement takes the id and GPU of the worker it replaces.
+   */
+  workerSlots: SharedArrayBuffer;
   /** With CUDA: the GPU of worker i is deviceIds[i % length]; empty: GPU i. */
   deviceIds: number[];
   /** Batches each worker runs once, before it takes any task, so that no real request pays a first run. */

@@ -9,7 +9,7 @@ import type { ModelInstance } from '../../models/instance';
 import type { Initiator } from '../../models/registry';
 import type { InferenceStatistics } from '../../models/statistics';
 import { PACKAGE_ROOT } from '../config';
-import { toServingError, unimplemented } from '../errors';
+import { invalidArgument, toServingError, unimplemented } from '../errors';
 import type { HandlerContext } from '../handlers/context';
 import type { Drainable } from '../stream-session';
 import { INFERENCE_SERVICE } from '../telemetry';
@@ -109,14 +109,7 @@ function effectiveModelConfig(model: ModelInstance) {
     max_batch_size: effective.maxBatchSize,
     input: signature.inputs.map((t) => ({ name: t.name, data_type: configType(t.datatype), dims: [...t.dims] })),
     output: signature.outputs.map((t) => ({ name: t.name, data_type: configType(t.datatype), dims: [...t.dims] })),
-    instance_group: [
-      {
-        name: `${model.name}_0`,
-        count: effective.workers,
-        kind: effective.executionProvider === 'cuda' ? 'KIND_GPU' : 'KIND_CPU',
-        gpus: effective.deviceIds,
-      },
-    ],
+    instance_group: instanceGroups(model.name, effective),
     default_model_filename: path.basename(model.spec.file),
     dynamic_batching: signature.batches
       ? { preferred_batch_size: effective.preferredBatchSizes, max_queue_delay_microseconds: effective.maxQueueDelayUs }
@@ -225,11 +218,14 @@ export function addKserveService(server: grpc.Server, context: HandlerContext, s
       const all = [...known, ...unloaded].filter((s) => !r.ready || s.state === 'READY').sort((a, b) => a.model.localeCompare(b.model));
       return { models: all.map((s) => ({ name: s.model, version: s.version, state: s.state, reason: s.reason })) };
     }),
-    RepositoryModelLoad: unary(context, 'RepositoryModelLoad', async (r: { model_name: string }, call) => {
+    RepositoryModelLoad: unary(context, 'RepositoryModelLoad', async (r: RepositoryRequest, call) => {
+      refuseParameters(r, 'RepositoryModelLoad', []);
       await host.loadModel(r.model_name, initiatorOf(call, 'RepositoryModelLoad'));
       return {};
     }),
-    RepositoryModelUnload: unary(context, 'RepositoryModelUnload', async (r: { model_name: string }, call) => {
+    RepositoryModelUnload: unary(context, 'RepositoryModelUnload', async (r: RepositoryRequest, call) => {
+      // tritonclient always sends unload_dependents; tickserve serves no ensembles, so no model has dependents.
+      refuseParameters(r, 'RepositoryModelUnload', ['unload_dependents']);
       await host.unloadModel(r.model_name, initiatorOf(call, 'RepositoryModelUnload'));
       return {};
     }),
@@ -247,4 +243,32 @@ export function addKserveService(server: grpc.Server, context: HandlerContext, s
     }),
   });
   return packageDefinition;
+}
+
+interface RepositoryRequest {
+  model_name: string;
+  parameters?: Record<string, unknown>;
+}
+
+/**
+ * Triton's load parameters (`config`, an override of config.pbtxt, and `file:<path>`, model files sent with the
+ * call) are refused rather than ignored: tickserve loads a model's config and files from the repository only.
+ */
+function refuseParameters(request: RepositoryRequest, method: string, taken: readonly string[]): void {
+  for (const key of Object.keys(request.parameters ?? {})) {
+    if (!taken.includes(key)) {
+      throw invalidArgument(`parameter "${key}": ${method} takes no parameters here; tickserve loads config.pbtxt and the model files from the repository (change them there)`);
+    }
+  }
+}
+
+/** The instances as Triton lists them: one KIND_CPU group, or under CUDA a KIND_GPU group per GPU with its count. */
+function instanceGroups(name: string, effective: ModelInstance['effective']) {
+  if (effective.executionProvider !== 'cuda') return [{ name: `${name}_0`, count: effective.workers, kind: 'KIND_CPU', gpus: [] }];
+  const perGpu = new Map<number, number>();
+  for (let worker = 0; worker < effective.workers; worker++) {
+    const gpu = effective.deviceIds.length > 0 ? effective.deviceIds[worker % effective.deviceIds.length] : worker;
+    perGpu.set(gpu, (perGpu.get(gpu) ?? 0) + 1);
+  }
+  return [...perGpu].map(([gpu, count], i) => ({ name: `${name}_${i}`, count, kind: 'KIND_GPU', gpus: [gpu] }));
 }
