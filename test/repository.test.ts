@@ -507,6 +507,21 @@ describe('reload on rescan (SIGHUP)', () => {
     assert.ok(server.server.models.index().every((s) => s.version !== ''), 'the problem outlived its fix');
   });
 
+  it('a model dropped in with nothing to load: RepositoryIndex says why (its file misnamed)', async () => {
+    writeVersion(root, 'typo', '1', mlp(3), 'model.onx');
+    await server.server.rescan();
+    const v2 = v2Client(server.address);
+    try {
+      const { models } = await v2.call<{ models: Array<{ name: string; state: string; reason: string }> }>('RepositoryIndex', {});
+      const typo = models.find((m) => m.name === 'typo');
+      assert.equal(typo?.state, 'UNAVAILABLE');
+      assert.match(typo?.reason ?? '', /^version 1 of model typo has no model\.onnx in /);
+    } finally {
+      v2.close();
+      rmSync(path.join(root, 'typo'), { recursive: true });
+    }
+  });
+
   it('a removed model drains, then unloads; its calls get NOT_FOUND', async () => {
     rmSync(path.join(root, 'gone'), { recursive: true });
     await server.server.rescan();

@@ -323,7 +323,7 @@ export class InferenceServer {
       }
       const fallback = this.config.defaultModel;
       if (fallback !== null && !this.models.modelNames().includes(fallback)) {
-        const unloaded = this.config.modelControlMode === 'explicit' && this.repositoryModels().includes(fallback);
+        const unloaded = this.config.modelControlMode === 'explicit' && this.repositoryModels().some((m) => m.name === fallback);
         throw new StartupError('DEFAULT_MODEL', fallback, unloaded
           ? 'a model of the repository that is not loaded at startup: name it in LOAD_MODELS too'
           : `not a model of the repository (${this.models.modelNames().join(', ') || 'none'})`);
@@ -425,8 +425,15 @@ export class InferenceServer {
   }
 
   /** Every model folder of the repository by name (for RepositoryIndex, loaded or not); empty without one. */
-  repositoryModels(): string[] {
-    return this.watcher === null ? [] : scanRepository(this.watcher.root).map((m) => m.name);
+  repositoryModels(): Array<{ name: string; reason: string }> {
+    if (this.watcher === null) return [];
+    // What keeps a model that is not loaded from loading: in explicit mode, that nobody asked (or its problem, if it
+    // has one); in the other modes, which load everything they can, why it has nothing to load.
+    const explicit = this.config.modelControlMode === 'explicit';
+    return scanRepository(this.watcher.root).map((m) => {
+      const problem = m.configError ?? m.versions.find((v) => v.problem !== null)?.problem ?? null;
+      return { name: m.name, reason: problem ?? (explicit ? 'unloaded' : noVersionReason(m)) };
+    });
   }
 
   /**

@@ -44,8 +44,8 @@ export interface KserveHost {
    */
   loadModel(name: string, initiator: Initiator): Promise<void>;
   unloadModel(name: string, initiator: Initiator): Promise<void>;
-  /** Every model folder of the repository, loaded or not. */
-  repositoryModels(): string[];
+  /** Every model folder of the repository, loaded or not, with what keeps it from loading if it is not. */
+  repositoryModels(): Array<{ name: string; reason: string }>;
 }
 
 type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => void;
@@ -214,7 +214,7 @@ export function addKserveService(server: grpc.Server, context: HandlerContext, s
     RepositoryIndex: unary(context, 'RepositoryIndex', (r: { ready: boolean }) => {
       const known = models.index();
       const loaded = new Set(known.map((s) => s.model));
-      const unloaded = host.repositoryModels().filter((name) => !loaded.has(name)).map((name) => ({ model: name, version: '', state: 'UNAVAILABLE', reason: 'unloaded' }));
+      const unloaded = host.repositoryModels().filter((m) => !loaded.has(m.name)).map((m) => ({ model: m.name, version: '', state: 'UNAVAILABLE', reason: m.reason }));
       const all = [...known, ...unloaded].filter((s) => !r.ready || s.state === 'READY').sort((a, b) => a.model.localeCompare(b.model));
       return { models: all.map((s) => ({ name: s.model, version: s.version, state: s.state, reason: s.reason })) };
     }),
