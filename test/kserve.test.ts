@@ -419,6 +419,22 @@ describe('KServe v2: repository control in explicit mode', () => {
     assert.deepEqual([versions[0], versions.at(-1)], ['1', '3']);
   });
 
+  it('loading a model with nothing to load says why; unloading one not loaded lists only the models that are', async () => {
+    writeVersion(root, 'misnamed', '1', mlp(4), 'model.onx');
+    try {
+      await expectStatus(
+        client.call('RepositoryModelLoad', { model_name: 'misnamed' }),
+        grpc.status.INVALID_ARGUMENT,
+        /model "misnamed" failed to load: version 1: no model\.onnx in .*misnamed\/1$/,
+      );
+      // Its failed load is its state, but it serves nothing: it is not among the loaded models a refusal lists.
+      await expectStatus(client.call('RepositoryModelUnload', { model_name: 'b' }), grpc.status.NOT_FOUND, /model "b" is not loaded; loaded models: "a"$/);
+      await client.call('RepositoryModelUnload', { model_name: 'misnamed' });
+    } finally {
+      rmSync(path.join(root, 'misnamed'), { recursive: true });
+    }
+  });
+
   it('loading a model the repository lacks: NOT_FOUND', async () => {
     await expectStatus(client.call('RepositoryModelLoad', { model_name: 'zzz' }), grpc.status.NOT_FOUND, /model "zzz" is not in the repository/);
   });

@@ -61,15 +61,16 @@ describe('repository scanning', () => {
     assert.deepEqual(settled.versions.map((v) => v.version), ['2'], 'latest 1 keeps only the newest');
   });
 
-  it('folders that are not versions are ignored, as Triton ignores them; a version without its model file waits', () => {
+  it('folders that are not versions are ignored, as Triton ignores them; a version without its model file fails once settled', () => {
     const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
     for (const name of ['0', '01', 'v2', 'backup']) mkdirSync(path.join(root, 'm', name));
     mkdirSync(path.join(root, 'm', '3'));
     const watcher = new RepositoryWatcher(root);
-    watcher.scan();
+    const [first] = watcher.scan();
+    assert.deepEqual(first.pending, ['3'], 'waited for while its files may still be changing');
     const [model] = watcher.scan();
-    assert.deepEqual(model.versions.map((v) => v.version), []);
-    assert.deepEqual(model.pending, ['3'], 'an empty newest version is waited for, not loaded');
+    assert.deepEqual(model.pending, []);
+    assert.deepEqual(model.versions.map((v) => [v.version, v.problem]), [['3', `no model.onnx in ${path.join(root, 'm', '3')}`]]);
   });
 
   it('model and version folders may be symbolic links (as Triton follows them)', async () => {
@@ -371,6 +372,23 @@ describe('startup refusals in a repository', () => {
     await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root }, 'MODEL_REPOSITORY', /config\.pbtxt:2: input "input": optional: true is not served \(every request must carry every input\)/);
   });
 
+  it('a repository with no model folder (model files left at its top): refused, saying what the layout is', async () => {
+    const root = writeRepository({});
+    copyFileSync(DEFAULT_MODEL_PATH, path.join(root, 'tick.onnx'));
+    await expectRefused(
+      { MODEL_PATH: '', MODEL_REPOSITORY: root },
+      'MODEL_REPOSITORY',
+      /no model folder in it \(each model is a folder holding numbered version folders: <model>\/1\/model\.onnx\); model files at its top are not read \(tick\.onnx\): serve one with MODEL_PATH/,
+    );
+    // Poll mode waits for models to be dropped in; until then a call is told that nothing is loaded.
+    const polling = await startServer({ MODEL_PATH: '', MODEL_REPOSITORY: root, MODEL_CONTROL_MODE: 'poll' });
+    try {
+      await expectStatus(predict(polling.client, { features: featuresFor(1, 1, 17) }), grpc.status.NOT_FOUND, /^no model is loaded: this server serves none$/);
+    } finally {
+      await polling.close();
+    }
+  });
+
   it('DEFAULT_MODEL that the repository lacks', async () => {
     const root = writeRepository({ m: { versions: { '1': mlp(1) } } });
     await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: root, DEFAULT_MODEL: 'other' }, 'DEFAULT_MODEL', /not a model of the repository \(m\)/);
@@ -379,7 +397,7 @@ describe('startup refusals in a repository', () => {
   it('a model with no version to serve: its file misnamed, no version folder, or a version_policy that keeps none', async () => {
     const misnamed = writeRepository({ a: { versions: { '1': mlp(1) } }, m: { versions: { '1': mlp(1) } } });
     renameSync(path.join(misnamed, 'm', '1', 'model.onnx'), path.join(misnamed, 'm', '1', 'model.onx'));
-    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: misnamed }, 'MODEL_REPOSITORY', /model "m" has no version to serve: version 1 of model m has no model\.onnx in /);
+    await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: misnamed }, 'MODEL_REPOSITORY', /model "m" version 1 failed to load: no model\.onnx in .*m\/1$/);
     const empty = writeRepository({ a: { versions: { '1': mlp(1) } } });
     mkdirSync(path.join(empty, 'm'));
     await expectRefused({ MODEL_PATH: '', MODEL_REPOSITORY: empty }, 'MODEL_REPOSITORY', /model "m" has no version to serve: no version folder in .*m \(a folder named by a number, holding model\.onnx\)/);
@@ -515,7 +533,7 @@ describe('reload on rescan (SIGHUP)', () => {
       const { models } = await v2.call<{ models: Array<{ name: string; state: string; reason: string }> }>('RepositoryIndex', {});
       const typo = models.find((m) => m.name === 'typo');
       assert.equal(typo?.state, 'UNAVAILABLE');
-      assert.match(typo?.reason ?? '', /^version 1 of model typo has no model\.onnx in /);
+      assert.match(typo?.reason ?? '', /^no model\.onnx in .*typo\/1$/);
     } finally {
       v2.close();
       rmSync(path.join(root, 'typo'), { recursive: true });

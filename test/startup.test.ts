@@ -146,6 +146,39 @@ describe('every failure to start exits 2 with one line naming the variable and i
   }
 });
 
+describe('npm start, as the README runs it', () => {
+  it('SIGTERM to npm stops the server itself (no orphaned node left serving), and npm exits 0', async () => {
+    // --ignore-scripts skips prestart's build (the tests run on a built tree); start itself still runs.
+    // A process group of its own, so that whatever npm started can be cleaned up whatever happens.
+    const npm = spawn('npm', ['start', '--silent', '--ignore-scripts'], { cwd: path.join(__dirname, '..', '..'), env: { ...BASE_ENV, LOG_LEVEL: 'info' }, detached: true });
+    let stdout = '';
+    npm.stdout.on('data', (chunk) => (stdout += chunk));
+    while (!/"port":\d+/.test(stdout)) {
+      if (npm.exitCode !== null) throw new Error(`npm start exited ${npm.exitCode}`);
+      await Promise.race([once(npm.stdout, 'data'), once(npm, 'exit')]);
+    }
+    const port = Number(/"port":(\d+)/.exec(stdout)![1]);
+    try {
+      npm.kill('SIGTERM');
+      const [code] = await once(npm, 'exit');
+      assert.equal(code, 0, 'npm start did not exit 0 on SIGTERM');
+      const socket = net.connect(port, '127.0.0.1');
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('connect', () => resolve('connected'));
+        socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      });
+      socket.destroy();
+      assert.equal(outcome, 'ECONNREFUSED', 'the server still listens after npm start was stopped');
+    } finally {
+      try {
+        process.kill(-npm.pid!, 'SIGKILL'); // an orphaned server, if this test failed
+      } catch {
+        // nothing left, as it should be
+      }
+    }
+  });
+});
+
 describe('once started', () => {
   it('OTEL_SDK_DISABLED=true: nothing listens on METRICS_PORT', async () => {
     const metricsPort = await freePort();

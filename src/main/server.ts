@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher';
@@ -282,6 +282,7 @@ export class InferenceServer {
         server.watcher.scan();
         await sleep(SETTLE_MS);
         const scanned = server.watcher.scan();
+        if (scanned.length === 0) server.noModelFolders(logger);
         await server.models.apply(scanned, STARTUP);
         server.refuseStartupFailures(scanned.map((m) => m.name));
       }
@@ -397,8 +398,9 @@ export class InferenceServer {
     if (model === undefined) this.refuse('load', name, notFound(`model "${name}" is not in the repository`), initiator);
     if (model.problem !== null) this.refuse('load', name, invalidArgument(`model "${name}" cannot be loaded: ${model.problem}`), initiator);
     if (model.versions.length === 0) {
-      const pending = model.pending.length > 0 ? ` (versions ${model.pending.join(', ')} are still being written or lack their model file)` : '';
-      this.refuse('load', name, invalidArgument(`model "${name}" has no version to load${pending}`), initiator);
+      const scanned = scanRepository(watcher.root).find((m) => m.name === name);
+      const why = scanned === undefined ? 'its folder is gone' : noVersionReason(scanned);
+      this.refuse('load', name, invalidArgument(`model "${name}" has no version to load: ${why}`), initiator);
     }
     await this.models.apply([model], initiator, 'models');
     // A version that failed leaves what served in place, but the caller asked for it: say so.
@@ -422,6 +424,21 @@ export class InferenceServer {
       if (error instanceof ServingError) this.refuse('unload', name, error, initiator);
       throw error;
     }
+  }
+
+  /**
+   * A repository with no model folder serves nothing. With MODEL_CONTROL_MODE=none that is for good: exit 2. In poll
+   * mode models may be dropped in later: a warning. Either way the line says what the layout is, and points at model
+   * files left loose at the top, the usual mistake.
+   */
+  private noModelFolders(logger: Logger): void {
+    const root = this.config.modelRepository!;
+    const loose = readdirSync(root).filter((name) => name.endsWith('.onnx'));
+    const why =
+      `no model folder in it (each model is a folder holding numbered version folders: <model>/1/model.onnx)` +
+      (loose.length > 0 ? `; model files at its top are not read (${loose.slice(0, 3).join(', ')}${loose.length > 3 ? ', ...' : ''}): serve one with MODEL_PATH, or move it to <model>/1/model.onnx` : '');
+    if (this.config.modelControlMode === 'none') throw new StartupError('MODEL_REPOSITORY', root, why);
+    logger.warn(`MODEL_REPOSITORY ${root}: ${why}; polling for models`);
   }
 
   /** Every model folder of the repository by name (for RepositoryIndex, loaded or not); empty without one. */

@@ -60,6 +60,8 @@ export interface VersionSpec {
   fingerprint: string;
   /** MODEL_PATH: served on ModelService only, so a model it cannot carry is refused at load. */
   seedOnly?: boolean;
+  /** Why the folder cannot be loaded (its model file is missing): its load fails with this, as any failed load. */
+  problem?: string;
 }
 
 /** The configuration a version actually runs with: config.pbtxt where it speaks, else the environment and the model. */
@@ -163,6 +165,7 @@ export class ModelInstance {
 
   /** Loads, lays out, starts and warms up one version; throws LoadError (or the worker's failure) on any problem. */
   static async load(spec: VersionSpec, defaults: ServingDefaults, hooks: InstanceHooks): Promise<ModelInstance> {
+    if (spec.problem !== undefined) throw new LoadError(spec.problem);
     // A repository version loads only what is inside its folder (MODEL_PATH is the operator's own file, links and all).
     if (spec.seedOnly !== true) {
       const escape = versionEscape(path.dirname(spec.file), spec.file);

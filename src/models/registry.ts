@@ -34,7 +34,7 @@ export interface DesiredModel {
   name: string;
   /** The versions to serve, newest first, whose files are settled. */
   versions: VersionSpec[];
-  /** Versions the policy keeps whose files are still changing (or missing): not loaded yet, and not failed. */
+  /** Versions the policy keeps whose files are still changing: not loaded yet, and not failed. */
   pending: string[];
   /** Why nothing of this model can be loaded now (config.pbtxt refused); what serves keeps serving. */
   problem: string | null;
@@ -137,6 +137,7 @@ export class ModelRegistry {
       if (this.defaultModel !== null) return this.entryFor(this.defaultModel);
       const wanted = [...this.models.values()].filter((e) => e.wanted);
       if (wanted.length === 1) return wanted[0];
+      if (wanted.length === 0) throw notFound('no model is loaded: this server serves none');
       throw notFound(`model_name is required: this server serves ${this.servedNames()} (DEFAULT_MODEL is not set)`);
     }
     const entry = this.models.get(name);
@@ -146,6 +147,12 @@ export class ModelRegistry {
 
   private servedNames(): string {
     const names = [...this.models.values()].filter((e) => e.wanted).map((e) => `"${e.name}"`);
+    return names.length > 0 ? names.join(', ') : 'none';
+  }
+
+  /** Models with a version ready, for a refusal's message. */
+  private readyNames(): string {
+    const names = [...this.models.values()].filter((e) => e.wanted && this.statusOf(e).some((s) => s.state === 'READY')).map((e) => `"${e.name}"`);
     return names.length > 0 ? names.join(', ') : 'none';
   }
 
@@ -226,7 +233,7 @@ export class ModelRegistry {
   unloadModel(name: string, initiator: Initiator): Promise<void> {
     const run = this.loads.then(async () => {
       const entry = this.models.get(name);
-      if (entry === undefined || !entry.wanted) throw notFound(`model "${name}" is not loaded; loaded models: ${this.servedNames()}`);
+      if (entry === undefined || !entry.wanted) throw notFound(`model "${name}" is not loaded; loaded models: ${this.readyNames()}`);
       this.forget(entry, 'unloaded on request', initiator);
       this.events.changed();
       await Promise.all([...entry.unloading].map((instance) => instance.unload()));

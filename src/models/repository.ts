@@ -169,7 +169,7 @@ export function scanModel(dir: string, name = path.basename(dir)): ScannedModel 
       version: String(version),
       file,
       fingerprint: fingerprintOf(versionDir, configStats),
-      problem: stats?.isFile() ? null : `version ${version} of model ${name} has no ${filename} in ${versionDir}`,
+      problem: stats?.isFile() ? null : `no ${filename} in ${versionDir}`,
     };
   });
   return { name, dir, config, configError, versions };
@@ -218,19 +218,22 @@ export class RepositoryWatcher {
       for (const version of model.versions) {
         const key = `${model.name}/${version.version}`;
         seen.set(key, version.fingerprint);
-        const settled = this.previous.get(key) === version.fingerprint && version.problem === null;
-        if (!settled) {
+        if (this.previous.get(key) !== version.fingerprint) {
           pending.push(version.version);
           continue;
         }
-        versions.push({
+        // Settled, but without its model file (misnamed, say): not waited for for ever, but loaded, to fail with the
+        // reason as any failed load does (logged once, counted, shown in its state) until its files change.
+        const spec: VersionSpec = {
           model: model.name,
           version: version.version,
           file: version.file,
           config: model.config,
           configFile: model.config === null ? null : path.join(model.dir, CONFIG_FILE),
           fingerprint: version.fingerprint,
-        });
+        };
+        if (version.problem !== null) spec.problem = version.problem;
+        versions.push(spec);
       }
       return { name: model.name, versions, pending, problem: model.configError };
     });
