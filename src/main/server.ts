@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Batcher } from '../batching/batcher';
 import { LoadError, type ServingDefaults, type VersionSpec } from '../models/instance';
 import { ModelRegistry, type DesiredModel, type Initiator, type VersionEvent } from '../models/registry';
-import { DEFAULT_MODEL_FILENAME, modelNameProblem, RepositoryWatcher, scanRepository, type ScannedModel } from '../models/repository';
+import { modelNameProblem, modelProblem, noVersionReason, RepositoryWatcher, scanRepository } from '../models/repository';
 import { decodePredictRequest } from './codec';
 import { failedPrecondition, invalidArgument, notFound, ServingError } from './errors';
 import { listenError, PACKAGE_ROOT, StartupError, type Config } from './config';
@@ -447,10 +447,7 @@ export class InferenceServer {
     // What keeps a model that is not loaded from loading: in explicit mode, that nobody asked (or its problem, if it
     // has one); in the other modes, which load everything they can, why it has nothing to load.
     const explicit = this.config.modelControlMode === 'explicit';
-    return scanRepository(this.watcher.root).map((m) => {
-      const problem = m.configError ?? m.versions.find((v) => v.problem !== null)?.problem ?? null;
-      return { name: m.name, reason: problem ?? (explicit ? 'unloaded' : noVersionReason(m)) };
-    });
+    return scanRepository(this.watcher.root).map((m) => ({ name: m.name, reason: modelProblem(m) ?? (explicit ? 'unloaded' : noVersionReason(m)) }));
   }
 
   /**
@@ -551,15 +548,4 @@ export class InferenceServer {
     }
     await this.telemetry.shutdown();
   }
-}
-
-/** Why a scanned model has no version to load, for the startup failure. */
-function noVersionReason(model: ScannedModel): string {
-  const broken = model.versions.find((v) => v.problem !== null);
-  if (broken !== undefined) return broken.problem!;
-  if (model.versions.length > 0) return `version ${model.versions.map((v) => v.version).join(', ')} is still being written (its files changed between two scans)`;
-  const filename = model.config?.defaultModelFilename ?? DEFAULT_MODEL_FILENAME;
-  return model.config?.versionPolicy !== undefined && model.config.versionPolicy.kind !== 'latest'
-    ? `no version folder in ${model.dir} that its version_policy keeps`
-    : `no version folder in ${model.dir} (a folder named by a number, holding ${filename})`;
 }

@@ -134,62 +134,40 @@ function addStatistics(to: VersionCounters, stats: InferenceStatistics): void {
 }
 
 /**
- * Per-version counters that survive the version's instances. Each instance counts from 0; when one is gone (its
- * statistics no longer among the loaded versions'), its final figures are added to what its model and version
- * carry, and every collection reports carried + live, one series per model and version (an instance draining
- * beside its reload's is summed with it, not reported twice under the same labels).
+ * Per-version counters that survive the version's instances. Each instance counts from 0; as one unloads, its
+ * final figures are added to what its model and version carry, and every collection reports carried + live, one
+ * series per model and version (an instance draining beside its reload's is summed with it, not reported twice
+ * under the same labels). A version with nothing loaded still reports what it carries: a counter does not vanish.
  */
 class VersionTotals {
   private readonly carried = new Map<string, VersionCounters>();
-  /** The statistics seen at the last collection, by their version's key. */
-  private seen = new Map<InferenceStatistics, string>();
+  /** Instances whose figures are carried already (one may still be listed as loaded for a moment). */
+  private readonly retired = new WeakSet<InferenceStatistics>();
 
   collect(versions: Iterable<ServedVersionInfo>): VersionCounters[] {
-    const now = new Map<InferenceStatistics, string>();
     const totals = new Map<string, VersionCounters>();
-    const entry = (key: string, name: string, version: string) => {
-      let total = totals.get(key);
-      if (total === undefined) {
-        const carried = this.carried.get(key);
-        total = carried === undefined ? zeroCounters(versionAttributes(name, version)) : { ...carried };
-        totals.set(key, total);
-      }
-      return total;
-    };
+    for (const [key, carried] of this.carried) totals.set(key, { ...carried });
     for (const v of versions) {
-      const key = `${v.name}\u0000${v.version}`;
-      now.set(v.stats, key);
-      addStatistics(entry(key, v.name, v.version), v.stats);
+      if (!this.retired.has(v.stats)) addStatistics(this.entry(totals, v.name, v.version), v.stats);
     }
-    for (const [stats, key] of this.seen) {
-      if (now.has(stats)) continue;
-      // Gone since the last collection: its final figures are carried from now on (and counted in this collection,
-      // whose entry was made from what was carried before).
-      const [name, version] = key.split('\u0000');
-      addStatistics(entry(key, name, version), stats);
-      let carried = this.carried.get(key);
-      if (carried === undefined) {
-        carried = zeroCounters(versionAttributes(name, version));
-        this.carried.set(key, carried);
-      }
-      addStatistics(carried, stats);
-    }
-    // Versions with nothing loaded now still report what they carry: a counter does not vanish between reloads.
-    for (const [key, carried] of this.carried) if (!totals.has(key)) totals.set(key, { ...carried });
-    this.seen = now;
     return [...totals.values()];
   }
 
-  /** An instance unloaded. One never collected (loaded and gone between two scrapes) is carried now. */
+  /** An instance unloaded: its final figures are carried from now on. */
   retire(name: string, version: string, stats: InferenceStatistics): void {
-    if (this.seen.has(stats)) return; // the next collection finds it gone and carries it
+    if (this.retired.has(stats)) return;
+    this.retired.add(stats);
+    addStatistics(this.entry(this.carried, name, version), stats);
+  }
+
+  private entry(map: Map<string, VersionCounters>, name: string, version: string): VersionCounters {
     const key = `${name}\u0000${version}`;
-    let carried = this.carried.get(key);
-    if (carried === undefined) {
-      carried = zeroCounters(versionAttributes(name, version));
-      this.carried.set(key, carried);
+    let counters = map.get(key);
+    if (counters === undefined) {
+      counters = zeroCounters(versionAttributes(name, version));
+      map.set(key, counters);
     }
-    addStatistics(carried, stats);
+    return counters;
   }
 }
 

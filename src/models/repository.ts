@@ -193,6 +193,22 @@ export function scanRepository(root: string): ScannedModel[] {
     });
 }
 
+/** What keeps a scanned model from loading, read from its files: its config refused, a version's file missing. */
+export function modelProblem(model: ScannedModel): string | null {
+  return model.configError ?? model.versions.find((v) => v.problem !== null)?.problem ?? null;
+}
+
+/** Why a scanned model has no version to load (for a startup failure, a load refused, the repository index). */
+export function noVersionReason(model: ScannedModel): string {
+  const problem = modelProblem(model);
+  if (problem !== null) return problem;
+  if (model.versions.length > 0) return `version ${model.versions.map((v) => v.version).join(', ')} is still being written (its files changed between two scans)`;
+  const filename = model.config?.defaultModelFilename ?? DEFAULT_MODEL_FILENAME;
+  return model.config?.versionPolicy !== undefined && model.config.versionPolicy.kind !== 'latest'
+    ? `no version folder in ${model.dir} that its version_policy keeps`
+    : `no version folder in ${model.dir} (a folder named by a number, holding ${filename})`;
+}
+
 /** A folder, or a symbolic link to one (model and version folders may be links, as Triton follows them). */
 function isFolder(parent: string, entry: Dirent): boolean {
   if (entry.isDirectory()) return true;

@@ -7,6 +7,7 @@ import type { SpanContext } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import type { BatchFigures, BatchOutputs, BatchRequest } from '../../batching/batcher';
 import type { ModelInstance } from '../../models/instance';
+import { elementCount } from '../../models/tensor';
 import { resourceExhausted, toServingError, unavailable, type ServingError } from '../errors';
 import { clientDeadline, requestDeadline, SHUTTING_DOWN, type HandlerContext } from '../handlers/context';
 import { streamHandler, type Drainable, type StreamProtocol } from '../stream-session';
@@ -50,7 +51,7 @@ export function inferResponse(
     // This request's rows only. Strings have no fixed row size (a model whose inputs are fixed batches even when an
     // output is BYTES): its rows are found by their elements' lengths.
     const contents = spec.datatype === 'BYTES'
-      ? stringRows(bytes, elementsPerRow(shape), firstRow, rows)
+      ? stringRows(bytes, shape, firstRow, rows)
       : bytes.subarray(firstRow * outputs.rowBytes[index], (firstRow + rows) * outputs.rowBytes[index]);
     response.outputs.push({ name: spec.name, datatype: spec.datatype, shape: [rows, ...shape.slice(1)] });
     response.raw_output_contents.push(contents);
@@ -58,22 +59,27 @@ export function inferResponse(
   return response;
 }
 
-function elementsPerRow(shape: readonly number[]): number {
-  let n = 1;
-  for (let i = 1; i < shape.length; i++) n *= shape[i];
-  return n;
-}
+/** Where each row of a batch's BYTES output starts, found once per batch (its buffer), not once per request. */
+const rowStarts = new WeakMap<Buffer, Uint32Array>();
 
 /**
- * Rows [firstRow, firstRow + rows) of a BYTES tensor in its raw form (each element a 4-byte little-endian length,
- * then its bytes), `perRow` elements a row.
+ * Rows [firstRow, firstRow + rows) of a BYTES tensor of `shape` in its raw form (each element a 4-byte
+ * little-endian length, then its bytes).
  */
-export function stringRows(bytes: Buffer, perRow: number, firstRow: number, rows: number): Buffer {
-  let at = 0;
-  for (let skipped = firstRow * perRow; skipped > 0; skipped--) at += 4 + bytes.readUInt32LE(at);
-  const start = at;
-  for (let taken = rows * perRow; taken > 0; taken--) at += 4 + bytes.readUInt32LE(at);
-  return bytes.subarray(start, at);
+function stringRows(bytes: Buffer, shape: readonly number[], firstRow: number, rows: number): Buffer {
+  let starts = rowStarts.get(bytes);
+  if (starts === undefined) {
+    const perRow = elementCount(shape.slice(1));
+    starts = new Uint32Array(shape[0] + 1);
+    let at = 0;
+    for (let row = 0; row < shape[0]; row++) {
+      starts[row] = at;
+      for (let element = 0; element < perRow; element++) at += 4 + bytes.readUInt32LE(at);
+    }
+    starts[shape[0]] = at;
+    rowStarts.set(bytes, starts);
+  }
+  return bytes.subarray(starts[firstRow], starts[firstRow + rows]);
 }
 
 const METHOD = 'ModelInfer';
