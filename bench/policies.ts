@@ -4,11 +4,14 @@
 // 64 in flight on the heavy model, and Poisson arrivals at half the highest rate. Every figure is per round; the
 // ratios are taken within a round (the servers of a round ran seconds apart, on a shared machine whose speed drifts
 // by more than the differences sought) and their median is reported. Server CPU per call is from /proc, over each
-// run's measured window.
+// run's measured window. Two controls tell a policy's difference from the machine's: a second adaptive server (an
+// A/A pair: two processes of one build, whose differences are noise alone) at c=1 and in the open loops, and the
+// echo server in the open loops (what the load generator and the machine alone do to a tail).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { measureHop, type HopFigures } from './hop';
 import { encodeRequests, processCpuMs as cpuMs, runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot, type PlotSeries } from './plot';
 import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, waitReady, type Target } from './servers';
@@ -71,6 +74,23 @@ const SMALL: Array<[string, Record<string, string>]> = [
   ['fixed 1 ms', { BATCH_DELAY: 'fixed', MAX_QUEUE_DELAY_US: '1000' }],
 ];
 
+/** The A/A control: a second server of the adaptive policy. */
+const TWIN = 'adaptive, second process (A/A)';
+
+/** The open-loop tail targets' margin: a p99 within 5% of the best fixed delay's counts as no worse. */
+const P99_MARGIN = 1.05;
+
+/**
+ * A tail target's verdict: met within the margin; where not, whether the A/A pair's own per-round p99 ratios (noise
+ * alone) reach as far, in which case this run cannot tell the policies apart, which is not the same as met.
+ */
+export function tailVerdict(ratio: number, twinRatios: number[]): string {
+  if (ratio <= P99_MARGIN) return 'met';
+  const spread = Math.max(1, ...twinRatios.map((r) => Math.max(r, 1 / r)));
+  if (ratio <= spread) return `**not resolved**: the A/A pair's own p99s differed by up to ${spread.toFixed(2)}× in a round`;
+  return '**not met**';
+}
+
 /** The bursty pattern: on 50 ms, off 50 ms, so twice the mean rate while on. */
 const BURSTS = { onMs: 50, offMs: 50 };
 
@@ -80,7 +100,10 @@ export const POLICIES_HEADING = '## Batch delay policies';
 /** Runs the comparison; returns its section of the report (Markdown). */
 export async function comparePolicies(options: PolicyOptions): Promise<string> {
   const loadAverageStart = os.loadavg();
+  // The worker hop's pieces first, with nothing else running.
+  const hop = await measureHop();
   const servers: Target[] = SMALL.map(([name, env], i) => startTickserve(name, 50201 + i, env, 17));
+  const twin = startTickserve(TWIN, 50209, SMALL[1][1], 17);
   const heavy: Target[] = SMALL.slice(1).map(([name, env], i) => startTickserve(`heavy ${name}`, 50211 + i, { ...env, MODEL_PATH: HEAVY_MODEL }, 256));
   const echoPath = path.join(options.peers, 'echo-server.cjs');
   let echo: Target | null = null;
@@ -88,7 +111,7 @@ export async function comparePolicies(options: PolicyOptions): Promise<string> {
     const child = spawn(process.execPath, [echoPath], { env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), PORT: '50220' }, stdio: 'ignore' });
     echo = { name: 'echo (grpc-js, no model)', port: 50220, width: 17, process: child };
   }
-  const all = [...(echo ? [echo] : []), ...servers, ...heavy];
+  const all = [...(echo ? [echo] : []), ...servers, twin, ...heavy];
   const stopAll = () => all.forEach((s) => s.process.kill('SIGTERM'));
   process.on('exit', stopAll);
   try {
@@ -131,7 +154,7 @@ export async function comparePolicies(options: PolicyOptions): Promise<string> {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'policies-'));
       for (let round = 1; round <= options.rounds; round++) {
         for (const concurrency of [1, 64]) {
-          for (const s of rotate(concurrency === 1 && echo ? [echo, ...servers] : servers, round)) h2runs.push(h2Closed(s, concurrency, round, options.durationS, dir));
+          for (const s of rotate(concurrency === 1 ? [...(echo ? [echo] : []), ...servers, twin] : servers, round)) h2runs.push(h2Closed(s, concurrency, round, options.durationS, dir));
         }
         for (const s of rotate(heavy, round)) h2runs.push({ ...h2Closed(s, 64, round, options.durationS, dir), concurrency: -64 });
       }
@@ -145,36 +168,42 @@ export async function comparePolicies(options: PolicyOptions): Promise<string> {
     // Open loop at half the highest closed-loop rate any policy reached (its median round), Poisson arrivals.
     const peak = Math.max(...servers.map((s) => median(runs.filter((r) => r.server === s.name && r.load === 'c=64').map((r) => r.result.requestsPerSecond))));
     const half = Math.round(peak / 2 / 100) * 100;
+    const openLoopServers = [...servers, twin, ...(echo ? [echo] : [])];
     for (let round = 1; round <= options.rounds; round++) {
-      for (const s of rotate(servers, round)) await measure(s, `poisson ${half}/s`, round, { rate: half, poisson: true, durationS: options.durationS });
+      for (const s of rotate(openLoopServers, round)) await measure(s, `poisson ${half}/s`, round, { rate: half, poisson: true, durationS: options.durationS });
       // The same mean rate in on/off bursts: Poisson arrivals at the peak rate for 50 ms, then 50 ms of nothing.
-      for (const s of rotate(servers, round)) await measure(s, `bursts ${half}/s`, round, { rate: half, poisson: true, bursts: BURSTS, durationS: options.durationS });
+      for (const s of rotate(openLoopServers, round)) await measure(s, `bursts ${half}/s`, round, { rate: half, poisson: true, bursts: BURSTS, durationS: options.durationS });
     }
-    return report(runs, h2runs, servers, heavy, echo, levels, half, options, loadAverageStart);
+    return report(runs, h2runs, servers, twin, heavy, echo, levels, half, hop, options, loadAverageStart);
   } finally {
     stopAll();
     process.removeListener('exit', stopAll);
   }
 }
 
-function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Target[], echo: Target | null, levels: number[], half: number, options: PolicyOptions, loadAverageStart: number[]): string {
+function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], twin: Target, heavy: Target[], echo: Target | null, levels: number[], half: number, hop: HopFigures, options: PolicyOptions, loadAverageStart: number[]): string {
   const of = (server: string, load: string) => runs.filter((r) => r.server === server && r.load === load).sort((a, b) => a.round - b.round);
   const med = (server: string, load: string, pick: (r: PolicyRun) => number) => median(of(server, load).map(pick));
   /** Median over rounds of server a's figure over server b's, both from the same round. */
-  const paired = (a: string, b: string, load: string, pick: (r: PolicyRun) => number) => {
+  /** Server a's figure over server b's, both from the same round, a ratio a round. */
+  const ratios = (a: string, b: string, load: string, pick: (r: PolicyRun) => number) => {
     const bs = of(b, load);
-    return median(of(a, load).map((r, i) => pick(r) / pick(bs[i])));
+    return of(a, load).map((r, i) => pick(r) / pick(bs[i]));
   };
+  const paired = (a: string, b: string, load: string, pick: (r: PolicyRun) => number) => median(ratios(a, b, load, pick));
   const rate = (r: PolicyRun) => r.result.requestsPerSecond;
   const mean = (r: PolicyRun) => r.result.latencyMs.mean;
   const p99 = (r: PolicyRun) => r.result.latencyMs.p99;
   const cpu = (r: PolicyRun) => r.cpuUsPerCall;
+  /** The server's own p99, receipt to result (the answers' latency_ms): none of the generator's queueing in it. */
+  const serverP99 = (r: PolicyRun) => r.result.server?.serverUsP99 ?? NaN;
   const table = (load: string, list: Target[], baseline: string) => [
-    `| server | calls/s (each round) | calls/s vs ${baseline} | mean µs | p99 µs | CPU µs a call | CPU vs ${baseline} | batch rows |`,
-    '|---|---|---|---|---|---|---|---|',
+    `| server | calls/s (each round) | calls/s vs ${baseline} | mean µs | p99 µs | p99 µs each round | server's own p99 µs | CPU µs a call | CPU vs ${baseline} | batch rows |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...list.map((s) => {
       const rounds = of(s.name, load);
-      return `| ${s.name} | ${rounds.map((r) => rate(r).toFixed(0)).join(', ')} | ${paired(s.name, baseline, load, rate).toFixed(2)}× | ${(med(s.name, load, mean) * 1000).toFixed(0)} | ${(med(s.name, load, p99) * 1000).toFixed(0)} | ${med(s.name, load, cpu).toFixed(0)} | ${s.name.startsWith('echo') ? '-' : `${paired(s.name, baseline, load, cpu).toFixed(2)}×`} | ${rounds[0]?.result.server ? med(s.name, load, (r) => r.result.server?.batchRowsMean ?? 0).toFixed(1) : '-'} |`;
+      const echoed = s.name.startsWith('echo');
+      return `| ${s.name} | ${rounds.map((r) => rate(r).toFixed(0)).join(', ')} | ${paired(s.name, baseline, load, rate).toFixed(2)}× | ${(med(s.name, load, mean) * 1000).toFixed(0)} | ${(med(s.name, load, p99) * 1000).toFixed(0)} | ${rounds.map((r) => (p99(r) * 1000).toFixed(0)).join(', ')} | ${echoed ? '-' : med(s.name, load, serverP99).toFixed(0)} | ${med(s.name, load, cpu).toFixed(0)} | ${echoed ? '-' : `${paired(s.name, baseline, load, cpu).toFixed(2)}×`} | ${rounds[0]?.result.server ? med(s.name, load, (r) => r.result.server?.batchRowsMean ?? 0).toFixed(1) : '-'} |`;
     }),
   ];
   const [batchOne, adaptive] = [servers[0].name, servers[1].name];
@@ -213,7 +242,12 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Ta
     if (echo) {
       const rt = h2paired(adaptive, echo.name, 1, (r) => r.meanUs);
       const one = h2paired(batchOne, echo.name, 1, (r) => r.meanUs);
-      lines.push(`| h2load c=1: mean round trip ≤ 1.5× the echo server's | adaptive ${rt.toFixed(2)}× (${h2med(adaptive, 1, (r) => r.meanUs).toFixed(0)} vs ${h2med(echo.name, 1, (r) => r.meanUs).toFixed(0)} µs; MAX_BATCH_SIZE=1 ${one.toFixed(2)}×) | ${check(rt <= 1.5)} |`);
+      const twinRt = h2paired(twin.name, echo.name, 1, (r) => r.meanUs);
+      const echoUs = h2med(echo.name, 1, (r) => r.meanUs);
+      lines.push(`| h2load c=1: mean round trip ≤ 1.5× the echo server's | adaptive ${rt.toFixed(2)}× (${h2med(adaptive, 1, (r) => r.meanUs).toFixed(0)} vs ${echoUs.toFixed(0)} µs; its A/A twin ${twinRt.toFixed(2)}×; MAX_BATCH_SIZE=1 ${one.toFixed(2)}×) | ${check(rt <= 1.5)} |`);
+      // What the target leaves for everything tickserve does that the echo server does not, against the worker
+      // hop alone (measured in this process before the servers started, bench/hop.ts).
+      lines.push(`| c=1 budget: 1.5× the echo server's round trip leaves ${(echoUs / 2).toFixed(0)} µs over it | the worker pool's round trip alone, one-row batches one at a time, no gRPC: ${hop.poolUs.toFixed(0)} µs (onnxruntime's run, hot: ${hop.computeUs.toFixed(0)} µs; a bare postMessage round trip between two threads: ${hop.pingPongUs.toFixed(0)} µs) | ${hop.poolUs <= echoUs / 2 ? 'the hop fits' : '**the hop alone is over the budget**'} |`);
     }
     for (const [concurrency, list, label] of [[64, [adaptive, ...fixedNames], 'small'], [-64, heavy.map((h) => h.name), 'heavy']] as Array<[number, string[], string]>) {
       const best = list.slice(1).reduce((b, n) => (h2med(n, concurrency, (r) => r.callsPerSecond) > h2med(b, concurrency, (r) => r.callsPerSecond) ? n : b), list[1]);
@@ -236,7 +270,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Ta
     '',
     '#### c=1, small model',
     '',
-    ...h2table(1, echo ? [echo, ...servers] : servers, batchOne),
+    ...h2table(1, [...(echo ? [echo] : []), ...servers, twin], batchOne),
     '',
     '#### c=64, small model',
     '',
@@ -252,7 +286,12 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Ta
   for (const [load, label] of [[poisson, `Poisson at half the peak (${half}/s)`], [bursts, `on/off bursts, ${half}/s mean (${2 * half}/s for 50 ms, then 50 ms off)`]]) {
     const bestP99 = bestFixed(load, p99, false);
     const p99Ratio = paired(adaptive, bestP99, load, p99);
-    lines.push(`| ${label}: adaptive p99 ≤ the best fixed delay's (${bestP99}) | ${(med(adaptive, load, p99) * 1000).toFixed(0)} vs ${(med(bestP99, load, p99) * 1000).toFixed(0)} µs: ${p99Ratio.toFixed(2)}× | ${check(p99Ratio <= 1.05)} (1.05: noise) |`);
+    const twinRatios = ratios(adaptive, twin.name, load, p99);
+    const echoP99 = echo ? `; the echo server's own p99 ${(med(echo.name, load, p99) * 1000).toFixed(0)} µs` : '';
+    lines.push(`| ${label}: adaptive p99 ≤ the best fixed delay's (${bestP99}) | ${(med(adaptive, load, p99) * 1000).toFixed(0)} vs ${(med(bestP99, load, p99) * 1000).toFixed(0)} µs: ${p99Ratio.toFixed(2)}× (A/A pair each round: ${twinRatios.map((r) => r.toFixed(2)).join(', ')}${echoP99}) | ${tailVerdict(p99Ratio, twinRatios)} |`);
+    const bestServer = fixedNames.reduce((best, name) => (med(name, load, serverP99) < med(best, load, serverP99) ? name : best));
+    const serverRatio = paired(adaptive, bestServer, load, serverP99);
+    lines.push(`| ${label}, the server's own p99 (receipt to result): adaptive ≤ the best fixed delay's (${bestServer}) | ${med(adaptive, load, serverP99).toFixed(0)} vs ${med(bestServer, load, serverP99).toFixed(0)} µs: ${serverRatio.toFixed(2)}× (A/A pair each round: ${ratios(adaptive, twin.name, load, serverP99).map((r) => r.toFixed(2)).join(', ')}) | ${tailVerdict(serverRatio, ratios(adaptive, twin.name, load, serverP99))} |`);
   }
 
   const series: PlotSeries[] = servers.map((s) => ({
@@ -260,7 +299,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Ta
     points: levels.map((c) => ({ throughput: med(s.name, `c=${c}`, rate), p50Ms: med(s.name, `c=${c}`, (r) => r.result.latencyMs.p50), p99Ms: med(s.name, `c=${c}`, p99) })),
   }));
   writeFileSync(path.join(options.outDir, 'policies.svg'), latencyPlot('Predict, small model: latency vs load by batch delay policy (closed loop c = 1, 8, 64)', series, 'calls/s'));
-  writeFileSync(path.join(options.outDir, 'policies.json'), JSON.stringify({ runs, h2load: h2runs }, null, 2));
+  writeFileSync(path.join(options.outDir, 'policies.json'), JSON.stringify({ hop, runs, h2load: h2runs }, null, 2));
 
   return [
     POLICIES_HEADING,
@@ -270,6 +309,9 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Ta
     'round, median over rounds. The load generator (bench/load.ts, one Node process, open-loop arrivals timed by a',
     'sleeping thread) shares the cores with the servers: read the ratios, not the absolute numbers. CPU a call: the',
     'server process\'s user + system time, all its threads (/proc, 10 ms ticks), over the measured window.',
+    `Controls: "${TWIN}" is a second server of the adaptive policy (two processes of one build: what differs between`,
+    'them is noise); the echo server runs the open loops too (what the generator and the machine alone do to a tail).',
+    'A tail target that is missed by less than the A/A pair\'s own spread is reported as not resolved, not as met.',
     `Run on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${os.cpus().length} cores, load average (1/5/15 min) ${loadAverageStart.map((v) => v.toFixed(2)).join(' / ')} at the start and ${os.loadavg().map((v) => v.toFixed(2)).join(' / ')} at the end.`,
     '',
     ...lines,
@@ -284,11 +326,11 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], heavy: Ta
     '',
     `### Open loop, Poisson at ${half} calls/s (half the highest closed-loop rate), small model`,
     '',
-    ...table(poisson, servers, batchOne),
+    ...table(poisson, [...servers, twin, ...(echo ? [echo] : [])], batchOne),
     '',
     `### Open loop, on/off bursts at ${half} calls/s on average (Poisson at ${2 * half}/s for 50 ms, then 50 ms off), small model`,
     '',
-    ...table(bursts, servers, batchOne),
+    ...table(bursts, [...servers, twin, ...(echo ? [echo] : [])], batchOne),
     '',
     '![latency vs load by policy](bench/policies.svg)',
     '',

@@ -8,7 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import protobuf from 'protobufjs';
 import { parseBenchArgs } from '../bench/cli';
+import { measureHop } from '../bench/hop';
 import { runLoad, type LoadResult, type LoadSpec } from '../bench/load';
+import { tailVerdict } from '../bench/policies';
 import { csv, describeLoad, markdownTable } from '../bench/report';
 import { encodeInferRequests, streamAnswerOk } from '../bench/v2';
 import { UsageError } from '../src/client/args';
@@ -217,5 +219,26 @@ describe('the bench command line', () => {
       assert.ok(e.stderr.startsWith('error: --concurrency must be an integer >= 1, got "abc"\n\nusage: npm run bench'), e.stderr);
       return true;
     });
+  });
+});
+
+describe('the policies report\'s tail verdict', () => {
+  it('met within 5%; beyond that, "not resolved" while the A/A pair differed as much, else not met', () => {
+    assert.equal(tailVerdict(1.05, [3, 0.2]), 'met');
+    assert.equal(tailVerdict(0.5, []), 'met');
+    // A/A ratios both ways count: 0.4 is a 2.5× spread.
+    assert.match(tailVerdict(2.4, [1.1, 0.4]), /^\*\*not resolved\*\*: the A\/A pair's own p99s differed by up to 2\.50× in a round$/);
+    assert.equal(tailVerdict(2.6, [1.1, 0.4]), '**not met**');
+    assert.equal(tailVerdict(1.06, []), '**not met**');
+    assert.equal(tailVerdict(1.06, [1, 1]), '**not met**');
+  });
+});
+
+describe('the worker hop\'s pieces (bench/hop.ts)', () => {
+  it('measures a thread round trip, onnxruntime\'s run and the pool\'s round trip, the pool\'s the largest', async () => {
+    const hop = await measureHop(200, 1);
+    for (const [name, us] of Object.entries(hop)) assert.ok(Number.isFinite(us) && us > 0, `${name}: ${us}`);
+    // The pool's round trip holds a hand-off both ways and a run, so it cannot be under either alone.
+    assert.ok(hop.poolUs > hop.pingPongUs && hop.poolUs > hop.computeUs, JSON.stringify(hop));
   });
 });
