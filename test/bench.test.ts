@@ -10,7 +10,7 @@ import protobuf from 'protobufjs';
 import { parseBenchArgs } from '../bench/cli';
 import { measureHop } from '../bench/hop';
 import { runLoad, type LoadResult, type LoadSpec } from '../bench/load';
-import { tailVerdict } from '../bench/policies';
+import { noiseBand, verdict } from '../bench/policies';
 import { csv, describeLoad, markdownTable } from '../bench/report';
 import { encodeInferRequests, streamAnswerOk } from '../bench/v2';
 import { UsageError } from '../src/client/args';
@@ -222,15 +222,33 @@ describe('the bench command line', () => {
   });
 });
 
-describe('the policies report\'s tail verdict', () => {
-  it('met within 5%; beyond that, "not resolved" while the A/A pair differed as much, else not met', () => {
-    assert.equal(tailVerdict(1.05, [3, 0.2]), 'met');
-    assert.equal(tailVerdict(0.5, []), 'met');
-    // A/A ratios both ways count: 0.4 is a 2.5× spread.
-    assert.match(tailVerdict(2.4, [1.1, 0.4]), /^\*\*not resolved\*\*: the A\/A pair's own p99s differed by up to 2\.50× in a round$/);
-    assert.equal(tailVerdict(2.6, [1.1, 0.4]), '**not met**');
-    assert.equal(tailVerdict(1.06, []), '**not met**');
-    assert.equal(tailVerdict(1.06, [1, 1]), '**not met**');
+describe('the policies report\'s verdicts against the A/A noise band', () => {
+  it('noiseBand: the A/A pair\'s median ratio widened by two standard errors of a median; none from one round', () => {
+    // Identical rounds: no spread, so the band is the median ratio's own distance from 1.
+    assert.ok(Math.abs(noiseBand([1.1, 1.1, 1.1]) - 1.1) < 1e-9);
+    assert.ok(Math.abs(noiseBand([1 / 1.1, 1 / 1.1]) - 1.1) < 1e-9);
+    // Spread around 1: exp(2 × 1.25 × sd / sqrt(n)) of the logs.
+    const logs = [Math.log(2), 0, -Math.log(2)];
+    const sd = Math.sqrt(logs.reduce((a, b) => a + b * b, 0) / 2);
+    assert.ok(Math.abs(noiseBand([2, 1, 0.5]) - Math.exp((2.5 * sd) / Math.sqrt(3))) < 1e-9);
+    assert.ok(Number.isNaN(noiseBand([1.3])));
+    assert.ok(Number.isNaN(noiseBand([])));
+  });
+
+  it('verdict: met or not met only beyond the band; nearer the threshold, says the run cannot tell', () => {
+    // Higher is better (calls/s at least the best fixed delay's).
+    assert.equal(verdict(1.2, 1, true, 1.1), 'met');
+    assert.equal(verdict(1.05, 1, true, 1.1), 'met, by less than the noise (A/A noise band ×1.10)');
+    assert.equal(verdict(0.95, 1, true, 1.1), '**within the noise** (A/A noise band ×1.10): not shown either way');
+    assert.equal(verdict(0.85, 1, true, 1.1), '**not met**');
+    // Lower is better (a round trip at most 1.5× the echo server's).
+    assert.equal(verdict(1.2, 1.5, false, 1.1), 'met');
+    assert.equal(verdict(1.6, 1.5, false, 1.1), '**within the noise** (A/A noise band ×1.10): not shown either way');
+    assert.equal(verdict(1.99, 1.5, false, 1.1), '**not met**');
+    // No band (one round): the bare comparison.
+    assert.equal(verdict(0.99, 1, true, NaN), '**not met**');
+    assert.equal(verdict(1, 1, true, NaN), 'met');
+    assert.equal(verdict(NaN, 1, true, 1.1), '**not met** (no figure)');
   });
 });
 
