@@ -36,7 +36,7 @@ import { latencyPlot, type PlotSeries } from './plot';
 import { comparePolicies, POLICIES_HEADING } from './policies';
 import { RELOAD_HEADING, replaceSection } from './reload';
 import { csv, markdownTable, progressBar, rpcName } from './report';
-import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, waitReady, type Target } from './servers';
+import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, stopAndWait, waitReady, type Target } from './servers';
 
 /** Resident memory now and at its peak so far, in MB (10^6 bytes, as the target is written). */
 function rssMB(pid: number): { rss: number; peak: number } {
@@ -152,14 +152,6 @@ async function startSink(): Promise<Sink> {
       }).on('error', reject);
     });
   return { port, stats, stop: () => child.kill('SIGTERM') };
-}
-
-/** Stops a server with SIGTERM and waits for it to exit (its telemetry flushes on the way out). */
-function stopAndWait(target: Target): Promise<void> {
-  if (target.process.exitCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((resolve) => target.process.once('exit', () => resolve()));
-  target.process.kill('SIGTERM');
-  return exited;
 }
 
 /** The telemetry variants, in the order of the report; the targets compare them by index. */

@@ -1,7 +1,8 @@
 // The batch delay policies side by side (`npm run bench:compare -- --only policies`): BATCH_DELAY=adaptive against
 // fixed delays of 0, 100 µs and 1 ms, MAX_BATCH_SIZE=1 and the do-nothing echo server, each a server of its own,
 // all running at once and taking turns under the same load: closed loop at 1, 8 and 64 calls in flight (small model),
-// 64 in flight on the heavy model, and Poisson arrivals at half the highest rate. Every figure is per round; the
+// 64 in flight on the heavy model, and Poisson arrivals at half the highest rate. Every round starts every server
+// afresh, so that no process's own bias lasts longer than a round. Every figure is per round; the
 // ratios are taken within a round (the servers of a round ran seconds apart, on a shared machine whose speed drifts
 // by more than the differences sought) and their median is reported. Server CPU per call is from /proc, over each
 // run's measured window. Two controls tell a policy's difference from the machine's: a second adaptive server on
@@ -15,7 +16,7 @@ import path from 'node:path';
 import { measureHop, type HopFigures } from './hop';
 import { encodeRequests, processCpuMs as cpuMs, runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot, type PlotSeries } from './plot';
-import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, waitReady, type Target } from './servers';
+import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, stopAndWait, waitReady, type Target } from './servers';
 
 /** One measured run: the load's result and the server's CPU per call over the same window. */
 interface PolicyRun {
@@ -119,89 +120,113 @@ const BURSTS = { onMs: 50, offMs: 50 };
 /** The report's section heading. */
 export const POLICIES_HEADING = '## Batch delay policies';
 
+/** One round's servers: each policy on the small model, the A/A twins, each delay policy on the heavy model, echo. */
+interface RoundServers {
+  servers: Target[];
+  twin: Target;
+  heavy: Target[];
+  heavyTwin: Target;
+  echo: Target | null;
+  all: Target[];
+}
+
+/** Starts every server afresh (fixed ports: the last round's have exited) and waits until each listens. */
+async function startRound(echoPath: string | null): Promise<RoundServers> {
+  const servers = SMALL.map(([name, env], i) => startTickserve(name, 50201 + i, env, 17));
+  const twin = startTickserve(TWIN, 50209, SMALL[1][1], 17);
+  const heavy = SMALL.slice(1).map(([name, env], i) => startTickserve(`heavy ${name}`, 50211 + i, { ...env, MODEL_PATH: HEAVY_MODEL }, 256));
+  const heavyTwin = startTickserve(HEAVY_TWIN, 50219, { ...SMALL[1][1], MODEL_PATH: HEAVY_MODEL }, 256);
+  let echo: Target | null = null;
+  if (echoPath !== null) {
+    const child = spawn(process.execPath, [echoPath], { env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), PORT: '50220' }, stdio: 'ignore' });
+    echo = { name: 'echo (grpc-js, no model)', port: 50220, width: 17, process: child };
+  }
+  const all = [...(echo ? [echo] : []), ...servers, twin, ...heavy, heavyTwin];
+  for (const s of all) await waitReady(s, 300);
+  return { servers, twin, heavy, heavyTwin, echo, all };
+}
+
 /** Runs the comparison; returns its section of the report (Markdown). */
 export async function comparePolicies(options: PolicyOptions): Promise<string> {
   const loadAverageStart = os.loadavg();
   // The worker hop's pieces first, with nothing else running.
   const hop = await measureHop();
-  const servers: Target[] = SMALL.map(([name, env], i) => startTickserve(name, 50201 + i, env, 17));
-  const twin = startTickserve(TWIN, 50209, SMALL[1][1], 17);
-  const heavy: Target[] = SMALL.slice(1).map(([name, env], i) => startTickserve(`heavy ${name}`, 50211 + i, { ...env, MODEL_PATH: HEAVY_MODEL }, 256));
-  const heavyTwin = startTickserve(HEAVY_TWIN, 50219, { ...SMALL[1][1], MODEL_PATH: HEAVY_MODEL }, 256);
   const echoPath = path.join(options.peers, 'echo-server.cjs');
-  let echo: Target | null = null;
-  if (existsSync(echoPath)) {
-    const child = spawn(process.execPath, [echoPath], { env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), PORT: '50220' }, stdio: 'ignore' });
-    echo = { name: 'echo (grpc-js, no model)', port: 50220, width: 17, process: child };
-  }
-  const all = [...(echo ? [echo] : []), ...servers, twin, ...heavy, heavyTwin];
-  const stopAll = () => all.forEach((s) => s.process.kill('SIGTERM'));
-  process.on('exit', stopAll);
+  const runs: PolicyRun[] = [];
+  const h2runs: H2Run[] = [];
+  const measure = async (server: Target, load: string, round: number, spec: Partial<LoadSpec>): Promise<PolicyRun> => {
+    const warmupS = 0.5;
+    let cpuAtStart = NaN;
+    const result = await runLoad({
+      target: `127.0.0.1:${server.port}`,
+      rpc: 'unary',
+      concurrency: 1,
+      rate: 0,
+      poisson: false,
+      streams: 4,
+      rowsPerRequest: 1,
+      width: server.width,
+      warmupS,
+      durationS: options.durationS,
+      ...spec,
+      // The tick that starts the measured window reports progress in the same turn: the CPU count starts there.
+      onProgress: (fraction) => {
+        if (cpuAtStart !== cpuAtStart && fraction >= warmupS / (warmupS + (spec.durationS ?? options.durationS))) cpuAtStart = cpuMs(server.process.pid!);
+      },
+    });
+    const cpuUsPerCall = ((cpuMs(server.process.pid!) - cpuAtStart) * 1000) / Math.max(1, result.requests);
+    const run = { server: server.name, load, round, result, cpuUsPerCall };
+    process.stderr.write(`${load} ${server.name} round ${round}: ${result.requestsPerSecond.toFixed(0)}/s mean ${(result.latencyMs.mean * 1000).toFixed(0)} µs p99 ${(result.latencyMs.p99 * 1000).toFixed(0)} µs cpu ${cpuUsPerCall.toFixed(0)} µs/call batch ${result.server?.batchRowsMean.toFixed(1) ?? '-'}\n`);
+    if (round > 0) runs.push(run);
+    return run;
+  };
+  const levels = [1, 8, 64];
+  const h2dir = hasH2load() ? mkdtempSync(path.join(os.tmpdir(), 'policies-')) : null;
+  // The open loops' rate: half the highest closed-loop rate any policy reached in the first round.
+  let half = 0;
+  let round1: RoundServers | null = null;
+  let current: RoundServers | null = null;
+  const stopCurrent = () => current?.all.forEach((s) => s.process.kill('SIGTERM'));
+  process.on('exit', stopCurrent);
   try {
-    for (const s of all) await waitReady(s, 300);
-    const runs: PolicyRun[] = [];
-    const measure = async (server: Target, load: string, round: number, spec: Partial<LoadSpec>): Promise<PolicyRun> => {
-      const warmupS = 0.5;
-      let cpuAtStart = NaN;
-      const result = await runLoad({
-        target: `127.0.0.1:${server.port}`,
-        rpc: 'unary',
-        concurrency: 1,
-        rate: 0,
-        poisson: false,
-        streams: 4,
-        rowsPerRequest: 1,
-        width: server.width,
-        warmupS,
-        durationS: options.durationS,
-        ...spec,
-        // The tick that starts the measured window reports progress in the same turn: the CPU count starts there.
-        onProgress: (fraction) => {
-          if (cpuAtStart !== cpuAtStart && fraction >= warmupS / (warmupS + (spec.durationS ?? options.durationS))) cpuAtStart = cpuMs(server.process.pid!);
-        },
-      });
-      const cpuUsPerCall = ((cpuMs(server.process.pid!) - cpuAtStart) * 1000) / Math.max(1, result.requests);
-      const run = { server: server.name, load, round, result, cpuUsPerCall };
-      process.stderr.write(`${load} ${server.name} round ${round}: ${result.requestsPerSecond.toFixed(0)}/s mean ${(result.latencyMs.mean * 1000).toFixed(0)} µs p99 ${(result.latencyMs.p99 * 1000).toFixed(0)} µs cpu ${cpuUsPerCall.toFixed(0)} µs/call batch ${result.server?.batchRowsMean.toFixed(1) ?? '-'}\n`);
-      runs.push(run);
-      return run;
-    };
-    const levels = [1, 8, 64];
-    // An unrecorded warm-up for every server (JIT, onnxruntime's first runs), then the rounds.
-    for (const s of all) await measure(s, 'warm-up', 0, { concurrency: 8, durationS: 1 });
-    runs.length = 0;
-    // Where h2load is installed, the closed loops again under it: a load generator in C, whose own cost per call is
-    // a fraction of the Node one's, so the servers' differences show in the figures rather than the generator's.
-    const h2runs: H2Run[] = [];
-    if (hasH2load()) {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'policies-'));
-      for (let round = 1; round <= options.rounds; round++) {
-        for (const concurrency of [1, 64]) {
-          for (const s of rotate(concurrency === 1 ? [...(echo ? [echo] : []), ...servers, twin] : [...servers, twin], round)) h2runs.push(h2Closed(s, concurrency, round, options.durationS, dir));
-        }
-        for (const s of rotate([...heavy, heavyTwin], round)) h2runs.push({ ...h2Closed(s, 64, round, options.durationS, dir), concurrency: -64 });
-      }
-    }
     for (let round = 1; round <= options.rounds; round++) {
+      // Every round starts every server afresh and warms it up unmeasured (JIT, onnxruntime's first runs): a process
+      // keeps a bias of its own for as long as it lives (the A/A pair read up to 15% apart through a whole run in
+      // one process each), and fresh ones every round make it a round's noise, which the medians of ratios absorb.
+      current = await startRound(existsSync(echoPath) ? echoPath : null);
+      const { servers, twin, heavy, heavyTwin, echo, all } = current;
+      round1 ??= current;
+      for (const s of all) await measure(s, 'warm-up', 0, { concurrency: 8, durationS: 1 });
+      // Where h2load is installed, the closed loops under it first: a load generator in C, whose own cost per call
+      // is a fraction of the Node one's, so the servers' differences show in the figures rather than the generator's.
+      if (h2dir !== null) {
+        for (const concurrency of [1, 64]) {
+          for (const s of rotate(concurrency === 1 ? [...(echo ? [echo] : []), ...servers, twin] : [...servers, twin], round)) h2runs.push(h2Closed(s, concurrency, round, options.durationS, h2dir));
+        }
+        // Heavy model runs are filed as concurrency -64.
+        for (const s of rotate([...heavy, heavyTwin], round)) h2runs.push({ ...h2Closed(s, 64, round, options.durationS, h2dir), concurrency: -64 });
+      }
       for (const concurrency of levels) {
         const list = concurrency === 8 ? servers : [...(concurrency === 1 && echo ? [echo] : []), ...servers, twin];
         for (const s of rotate(list, round)) await measure(s, `c=${concurrency}`, round, { concurrency });
       }
       for (const s of rotate([...heavy, heavyTwin], round)) await measure(s, 'heavy c=64', round, { concurrency: 64 });
-    }
-    // Open loop at half the highest closed-loop rate any policy reached (its median round), Poisson arrivals.
-    const peak = Math.max(...servers.map((s) => median(runs.filter((r) => r.server === s.name && r.load === 'c=64').map((r) => r.result.requestsPerSecond))));
-    const half = Math.round(peak / 2 / 100) * 100;
-    const openLoopServers = [...servers, twin, ...(echo ? [echo] : [])];
-    for (let round = 1; round <= options.rounds; round++) {
+      if (round === 1) {
+        const peak = Math.max(...servers.map((s) => runs.find((r) => r.server === s.name && r.load === 'c=64')!.result.requestsPerSecond));
+        half = Math.round(peak / 2 / 100) * 100;
+      }
+      const openLoopServers = [...servers, twin, ...(echo ? [echo] : [])];
       for (const s of rotate(openLoopServers, round)) await measure(s, `poisson ${half}/s`, round, { rate: half, poisson: true, durationS: options.durationS });
       // The same mean rate in on/off bursts: Poisson arrivals at the peak rate for 50 ms, then 50 ms of nothing.
       for (const s of rotate(openLoopServers, round)) await measure(s, `bursts ${half}/s`, round, { rate: half, poisson: true, bursts: BURSTS, durationS: options.durationS });
+      await Promise.all(all.map(stopAndWait));
+      current = null;
     }
+    const { servers, twin, heavy, heavyTwin, echo } = round1!;
     return report(runs, h2runs, servers, twin, heavy, heavyTwin, echo, levels, half, hop, options, loadAverageStart);
   } finally {
-    stopAll();
-    process.removeListener('exit', stopAll);
+    stopCurrent();
+    process.removeListener('exit', stopCurrent);
   }
 }
 
@@ -328,7 +353,8 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], twin: Tar
     POLICIES_HEADING,
     '',
     `Generated by \`npm run bench:compare -- --only policies\`: ${options.rounds} interleaved rounds, ${options.durationS} s a run after an unrecorded`,
-    'warm-up; every server runs at once and they take turns (each round starting with another). Ratios are within a',
+    'warm-up; every server of a round is a fresh process (a process keeps a bias of its own as long as it lives), all',
+    'of them run at once and they take turns (each round starting with another). Ratios are within a',
     'round, median over rounds. The load generator (bench/load.ts, one Node process, open-loop arrivals timed by a',
     'sleeping thread) shares the cores with the servers: read the ratios, not the absolute numbers. CPU a call: the',
     'server process\'s user + system time, all its threads (/proc, 10 ms ticks), over the measured window.',
@@ -350,7 +376,7 @@ function report(runs: PolicyRun[], h2runs: H2Run[], servers: Target[], twin: Tar
     '',
     ...table('heavy c=64', [...heavy, heavyTwin], heavy[1].name),
     '',
-    `### Open loop, Poisson at ${half} calls/s (half the highest closed-loop rate), small model`,
+    `### Open loop, Poisson at ${half} calls/s (half the highest closed-loop rate of the first round), small model`,
     '',
     ...table(poisson, [...servers, twin, ...(echo ? [echo] : [])], batchOne),
     '',

@@ -30,6 +30,14 @@ export function startTickserve(name: string, port: number, env: Record<string, s
   return { name, port, width, process: child };
 }
 
+/** Stops a server with SIGTERM and waits for it to exit (its telemetry flushes on the way out). */
+export function stopAndWait(target: Target): Promise<void> {
+  if (target.process.exitCode !== null || target.process.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => target.process.once('exit', () => resolve()));
+  target.process.kill('SIGTERM');
+  return exited;
+}
+
 /** Resolves once the target accepts an HTTP/2 connection; throws if it exits first or within `attempts` × 100 ms. */
 export async function waitReady(target: Target, attempts = 200): Promise<void> {
   for (let attempt = 0; attempt < attempts; attempt++) {
