@@ -14,6 +14,7 @@
 //   --only telemetry   only what telemetry costs: measures it, prints it and rewrites that section of the report
 //                      (and its rows of the targets table), leaving the rest as it was
 //   --only plots       redraws the plots from the last run's results.json
+//   --only policies-report  redraws the policies section from the last run's docs/bench/policies.json
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { execFileSync, spawn } from 'node:child_process';
@@ -33,7 +34,7 @@ import { INFERENCE_SERVICE } from '../src/main/telemetry';
 import { encodeRequests, processCpuMs, runLoad, type Api, type LoadResult, type LoadSpec } from './load';
 import { encodeInferRequests } from './v2';
 import { latencyPlot, type PlotSeries } from './plot';
-import { comparePolicies, POLICIES_HEADING } from './policies';
+import { comparePolicies, POLICIES_HEADING, redrawPolicies } from './policies';
 import { RELOAD_HEADING, replaceSection } from './reload';
 import { csv, markdownTable, progressBar, rpcName } from './report';
 import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, stopAndWait, waitReady, type Target } from './servers';
@@ -731,6 +732,14 @@ async function main(): Promise<void> {
     console.log(markdown);
     return;
   }
+  if (values.only === 'policies-report') {
+    // The policies' report again from the last run's policies.json, without measuring anything.
+    const markdown = redrawPolicies(path.join(path.dirname(values.out!), 'bench'));
+    const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '# Benchmarks\n';
+    writeFileSync(values.out!, replaceSection(previous, POLICIES_HEADING, markdown));
+    console.log(markdown);
+    return;
+  }
   if (values.only === 'plots') {
     // Redraw the plots from the last run's results.json, without measuring anything.
     const outDir = path.join(path.dirname(values.out!), 'bench');
@@ -746,7 +755,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${section}\nwrote ${path.relative(process.cwd(), values.out!)} (section "${V2_HEADING.slice(3)}")\n`);
     return;
   }
-  if (values.only !== '' && values.only !== 'telemetry') throw new Error(`--only must be policies, v2, telemetry or plots, got "${values.only}"`);
+  if (values.only !== '' && values.only !== 'telemetry') throw new Error(`--only must be policies, policies-report, v2, telemetry or plots, got "${values.only}"`);
   if (values.only === 'telemetry') {
     if (!hasH2load()) throw new Error('the telemetry cost needs h2load (Debian nghttp2-client)');
     const started = Date.now();

@@ -12,7 +12,7 @@ import { rowBytesOf } from '../src/models/tensor';
 import { inspectModel } from '../src/workers/model-info';
 import { WorkerPool } from '../src/workers/pool';
 import { openSession } from '../src/workers/session';
-import { median } from './servers';
+import { median } from './stats';
 
 export interface HopFigures {
   /** Mean µs of a postMessage to a worker thread and its reply, one at a time. */
@@ -21,6 +21,8 @@ export interface HopFigures {
   computeUs: number;
   /** Mean µs of WorkerPool.run for a one-row batch, one at a time: the hand-off both ways plus the worker's run. */
   poolUs: number;
+  /** Each run's figures, of which the three above are the medians. */
+  each?: { pingPongUs: number[]; computeUs: number[]; poolUs: number[] };
 }
 
 /** Mean µs of `step` over `calls` calls one after another, after `calls / 10` unrecorded ones. */
@@ -52,7 +54,8 @@ export async function measureHop(calls = 5000, rounds = 3): Promise<HopFigures> 
   slabViews(slab, layout).inputs[0].fill(0);
   const pool = new WorkerPool({
     workers: 1,
-    taskTimeoutMs: 0,
+    // WORKER_TIMEOUT_MS's default: the watchdog the servers run.
+    taskTimeoutMs: 5000,
     init: {
       modelPath: DEFAULT_MODEL_PATH,
       inputs: signature.inputs.map((t) => ({ ...t, dims: [...t.dims] })),
@@ -71,7 +74,7 @@ export async function measureHop(calls = 5000, rounds = 3): Promise<HopFigures> 
   });
   const poolRun = () => pool.run(0, 1);
 
-  const figures: Record<keyof HopFigures, number[]> = { pingPongUs: [], computeUs: [], poolUs: [] };
+  const figures: Required<HopFigures>['each'] = { pingPongUs: [], computeUs: [], poolUs: [] };
   try {
     for (let round = 0; round < rounds; round++) {
       figures.pingPongUs.push(await meanUs(calls, pingPong));
@@ -83,7 +86,7 @@ export async function measureHop(calls = 5000, rounds = 3): Promise<HopFigures> 
     await pool.close();
     await session.release();
   }
-  return { pingPongUs: median(figures.pingPongUs), computeUs: median(figures.computeUs), poolUs: median(figures.poolUs) };
+  return { pingPongUs: median(figures.pingPongUs), computeUs: median(figures.computeUs), poolUs: median(figures.poolUs), each: figures };
 }
 
 if (require.main === module) {

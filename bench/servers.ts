@@ -18,7 +18,7 @@ export interface Target {
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+export { median } from './stats';
 
 /** This server on 127.0.0.1:port with `env` over the bench defaults (quiet logs, no metrics port). */
 export function startTickserve(name: string, port: number, env: Record<string, string>, width: number): Target {
@@ -30,12 +30,13 @@ export function startTickserve(name: string, port: number, env: Record<string, s
   return { name, port, width, process: child };
 }
 
-/** Stops a server with SIGTERM and waits for it to exit (its telemetry flushes on the way out). */
+/** Stops a server with SIGTERM and waits for it to exit (its telemetry flushes on the way out); SIGKILL after 10 s. */
 export function stopAndWait(target: Target): Promise<void> {
   if (target.process.exitCode !== null || target.process.signalCode !== null) return Promise.resolve();
   const exited = new Promise<void>((resolve) => target.process.once('exit', () => resolve()));
   target.process.kill('SIGTERM');
-  return exited;
+  const kill = setTimeout(() => target.process.kill('SIGKILL'), 10_000);
+  return exited.finally(() => clearTimeout(kill));
 }
 
 /** Resolves once the target accepts an HTTP/2 connection; throws if it exits first or within `attempts` × 100 ms. */

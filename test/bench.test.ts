@@ -10,7 +10,7 @@ import protobuf from 'protobufjs';
 import { parseBenchArgs } from '../bench/cli';
 import { measureHop } from '../bench/hop';
 import { runLoad, type LoadResult, type LoadSpec } from '../bench/load';
-import { noiseBand, verdict } from '../bench/policies';
+import { median, noiseBand, verdict } from '../bench/stats';
 import { csv, describeLoad, markdownTable } from '../bench/report';
 import { encodeInferRequests, streamAnswerOk } from '../bench/v2';
 import { UsageError } from '../src/client/args';
@@ -223,14 +223,25 @@ describe('the bench command line', () => {
 });
 
 describe('the policies report\'s verdicts against the A/A noise band', () => {
-  it('noiseBand: the A/A pair\'s median ratio widened by two standard errors of a median; none from one round', () => {
-    // Identical rounds: no spread, so the band is the median ratio's own distance from 1.
+  it('median: the middle value, or the mean of the two middle ones', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.ok(Number.isNaN(median([])));
+  });
+
+  it('noiseBand: the A/A pair\'s median ratio widened by a 95% interval of a median; none from one round', () => {
+    // Identical rounds: no spread, so the band is the median ratio's own distance from 1, either way.
     assert.ok(Math.abs(noiseBand([1.1, 1.1, 1.1]) - 1.1) < 1e-9);
     assert.ok(Math.abs(noiseBand([1 / 1.1, 1 / 1.1]) - 1.1) < 1e-9);
-    // Spread around 1: exp(2 × 1.25 × sd / sqrt(n)) of the logs.
-    const logs = [Math.log(2), 0, -Math.log(2)];
-    const sd = Math.sqrt(logs.reduce((a, b) => a + b * b, 0) / 2);
-    assert.ok(Math.abs(noiseBand([2, 1, 0.5]) - Math.exp((2.5 * sd) / Math.sqrt(3))) < 1e-9);
+    // Spread around 1, three rounds: exp(t(2 df) × 1.25 × sd / sqrt(3)) of the logs, t = 4.30.
+    const sd = Math.sqrt((2 * Math.log(2) ** 2) / 2);
+    assert.ok(Math.abs(noiseBand([2, 1, 0.5]) - Math.exp((4.3 * 1.25 * sd) / Math.sqrt(3))) < 1e-9);
+    // An offset and a spread add: the same spread around 1.2 gives 1.2 times the band around 1.
+    assert.ok(Math.abs(noiseBand([2.4, 1.2, 0.6]) - 1.2 * noiseBand([2, 1, 0.5])) < 1e-9);
+    // More rounds, a narrower band for the same spread.
+    assert.ok(noiseBand([2, 1, 0.5, 2, 1, 0.5, 1]) < noiseBand([2, 1, 0.5]));
+    // A NaN round (a figure missing) is left out rather than poisoning the median.
+    assert.ok(Math.abs(noiseBand([1.1, NaN, 1.1, 1.1]) - 1.1) < 1e-9);
     assert.ok(Number.isNaN(noiseBand([1.3])));
     assert.ok(Number.isNaN(noiseBand([])));
   });
@@ -245,18 +256,20 @@ describe('the policies report\'s verdicts against the A/A noise band', () => {
     assert.equal(verdict(1.2, 1.5, false, 1.1), 'met');
     assert.equal(verdict(1.6, 1.5, false, 1.1), '**within the noise** (A/A noise band ×1.10): not shown either way');
     assert.equal(verdict(1.99, 1.5, false, 1.1), '**not met**');
-    // No band (one round): the bare comparison.
-    assert.equal(verdict(0.99, 1, true, NaN), '**not met**');
-    assert.equal(verdict(1, 1, true, NaN), 'met');
+    // No band (one round): the bare comparison, said to be one.
+    assert.equal(verdict(0.99, 1, true, NaN), '**not met** (no A/A band: one round)');
+    assert.equal(verdict(1, 1, true, NaN), 'met (no A/A band: one round)');
     assert.equal(verdict(NaN, 1, true, 1.1), '**not met** (no figure)');
   });
 });
 
 describe('the worker hop\'s pieces (bench/hop.ts)', () => {
-  it('measures a thread round trip, onnxruntime\'s run and the pool\'s round trip, the pool\'s the largest', async () => {
-    const hop = await measureHop(200, 1);
-    for (const [name, us] of Object.entries(hop)) assert.ok(Number.isFinite(us) && us > 0, `${name}: ${us}`);
-    // The pool's round trip holds a hand-off both ways and a run, so it cannot be under either alone.
-    assert.ok(hop.poolUs > hop.pingPongUs && hop.poolUs > hop.computeUs, JSON.stringify(hop));
+  it('measures a thread round trip, onnxruntime\'s run and the pool\'s round trip, each run and their medians', async () => {
+    const hop = await measureHop(100, 3);
+    for (const name of ['pingPongUs', 'computeUs', 'poolUs'] as const) {
+      assert.ok(Number.isFinite(hop[name]) && hop[name] > 0, `${name}: ${hop[name]}`);
+      assert.equal(hop.each?.[name].length, 3, `${name}: one figure a run`);
+      assert.equal(hop[name], median(hop.each![name]));
+    }
   });
 });
