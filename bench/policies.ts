@@ -20,7 +20,7 @@ import { hasH2load, HEAVY_MODEL, ROOT, runH2load, startTickserve, stopAndWait, w
 import { median, noiseBand, verdict } from './stats';
 
 /** One measured run: the load's result and the server's CPU per call over the same window. */
-interface PolicyRun {
+export interface PolicyRun {
   server: string;
   load: string;
   round: number;
@@ -29,7 +29,7 @@ interface PolicyRun {
 }
 
 /** One closed-loop run under h2load (one connection, `concurrency` calls in flight). */
-interface H2Run {
+export interface H2Run {
   server: string;
   concurrency: number;
   round: number;
