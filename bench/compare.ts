@@ -37,7 +37,8 @@ import { latencyPlot, type PlotSeries } from './plot';
 import { comparePolicies, POLICIES_HEADING, redrawPolicies } from './policies';
 import { RELOAD_HEADING, replaceSection } from './reload';
 import { csv, markdownTable, progressBar, rpcName } from './report';
-import { hasH2load, HEAVY_MODEL, median, ROOT, runH2load, startTickserve, stopAndWait, waitReady, type Target } from './servers';
+import { hasH2load, HEAVY_MODEL, ROOT, runH2load, startTickserve, stopAndWait, waitReady, type Target } from './servers';
+import { median } from './stats';
 
 /** Resident memory now and at its peak so far, in MB (10^6 bytes, as the target is written). */
 function rssMB(pid: number): { rss: number; peak: number } {
@@ -723,18 +724,13 @@ async function main(): Promise<void> {
   const rounds = values.rounds ? Number(values.rounds) : undefined;
   if (rounds !== undefined && !(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`--rounds ${values.rounds}: a whole number of rounds, 1 or more`);
   const telemetryRounds = rounds ?? TELEMETRY_ROUNDS;
-  if (values.only === 'policies') {
+  if (values.only === 'policies' || values.only === 'policies-report') {
+    // policies-report: the section again from the last run's policies.json, without measuring anything.
     const outDir = path.join(path.dirname(values.out!), 'bench');
     mkdirSync(outDir, { recursive: true });
-    const markdown = await comparePolicies({ peers: values.peers!, rounds: rounds ?? 3, durationS: values.quick ? 1.5 : 2, outDir });
-    const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '# Benchmarks\n';
-    writeFileSync(values.out!, replaceSection(previous, POLICIES_HEADING, markdown));
-    console.log(markdown);
-    return;
-  }
-  if (values.only === 'policies-report') {
-    // The policies' report again from the last run's policies.json, without measuring anything.
-    const markdown = redrawPolicies(path.join(path.dirname(values.out!), 'bench'));
+    const markdown = values.only === 'policies'
+      ? await comparePolicies({ peers: values.peers!, rounds: rounds ?? 3, durationS: values.quick ? 1.5 : 2, outDir })
+      : redrawPolicies(outDir);
     const previous = existsSync(values.out!) ? readFileSync(values.out!, 'utf8') : '# Benchmarks\n';
     writeFileSync(values.out!, replaceSection(previous, POLICIES_HEADING, markdown));
     console.log(markdown);

@@ -17,7 +17,7 @@ import { measureHop, type HopFigures } from './hop';
 import { encodeRequests, processCpuMs as cpuMs, runLoad, type LoadResult, type LoadSpec } from './load';
 import { latencyPlot, type PlotSeries } from './plot';
 import { hasH2load, HEAVY_MODEL, ROOT, runH2load, startTickserve, stopAndWait, waitReady, type Target } from './servers';
-import { median, noiseBand, verdict } from './stats';
+import { median, noiseBand, ratiosByRound, verdict } from './stats';
 
 /** One measured run: the load's result and the server's CPU per call over the same window. */
 export interface PolicyRun {
@@ -29,7 +29,7 @@ export interface PolicyRun {
 }
 
 /** One closed-loop run under h2load (one connection, `concurrency` calls in flight). */
-export interface H2Run {
+interface H2Run {
   server: string;
   concurrency: number;
   round: number;
@@ -86,13 +86,30 @@ const HEAVY_TWIN = `heavy ${TWIN}`;
 /** The open-loop tail targets' threshold: a p99 within 5% of the best fixed delay's counts as no worse. */
 const P99_MARGIN = 1.05;
 
-/** a's figure over b's for every round both ran, by round number (a round either lacks is left out). */
-function byRound<R extends { round: number }>(a: R[], b: R[], pick: (r: R) => number): number[] {
-  const bs = new Map(b.map((r) => [r.round, r]));
-  return a.flatMap((r) => {
-    const other = bs.get(r.round);
-    return other === undefined ? [] : [pick(r) / pick(other)];
-  });
+/** What a report reads of a list of runs: a server's runs under a load (by its key), in round order, and their figures. */
+type Run = { server: string; round: number };
+interface Figures<R extends Run> {
+  of(server: string, key: string | number): R[];
+  med(server: string, key: string | number, pick: (r: R) => number): number;
+  /** a's figure over b's, a ratio for each round both ran. */
+  ratios(a: string, b: string, key: string | number, pick: (r: R) => number): number[];
+  /** The median of those ratios. */
+  paired(a: string, b: string, key: string | number, pick: (r: R) => number): number;
+  /** Of `names`, the one whose median figure is highest (or lowest); the first on a tie. */
+  best(names: string[], key: string | number, pick: (r: R) => number, higher: boolean): string;
+}
+
+function figures<R extends Run>(runs: R[], keyOf: (r: R) => string | number): Figures<R> {
+  const of = (server: string, key: string | number) => runs.filter((r) => r.server === server && keyOf(r) === key).sort((a, b) => a.round - b.round);
+  const med = (server: string, key: string | number, pick: (r: R) => number) => median(of(server, key).map(pick));
+  const ratios = (a: string, b: string, key: string | number, pick: (r: R) => number) => ratiosByRound(of(a, key), of(b, key), pick);
+  return {
+    of,
+    med,
+    ratios,
+    paired: (a, b, key, pick) => median(ratios(a, b, key, pick)),
+    best: (names, key, pick, higher) => names.reduce((b, n) => ((higher ? med(n, key, pick) > med(b, key, pick) : med(n, key, pick) < med(b, key, pick)) ? n : b)),
+  };
 }
 
 /** The bursty pattern: on 50 ms, off 50 ms, so twice the mean rate while on. */
@@ -130,7 +147,8 @@ export async function comparePolicies(options: PolicyOptions): Promise<string> {
   const loadAverageStart = os.loadavg();
   // The worker hop's pieces first, with nothing else running.
   const hop = await measureHop();
-  const echoPath = path.join(options.peers, 'echo-server.cjs');
+  const echoScript = path.join(options.peers, 'echo-server.cjs');
+  const echoPath = existsSync(echoScript) ? echoScript : null;
   const runs: PolicyRun[] = [];
   const h2runs: H2Run[] = [];
   const measure = async (server: Target, load: string, round: number, spec: Partial<LoadSpec>): Promise<PolicyRun> => {
@@ -170,7 +188,7 @@ export async function comparePolicies(options: PolicyOptions): Promise<string> {
       // Every round starts every server afresh and warms it up unmeasured (JIT, onnxruntime's first runs): a process
       // keeps a bias of its own for as long as it lives (the A/A pair read up to 15% apart through a whole run in
       // one process each), and fresh ones every round make it a round's noise, which the medians of ratios absorb.
-      current = startRound(existsSync(echoPath) ? echoPath : null);
+      current = startRound(echoPath);
       const { servers, twin, heavy, heavyTwin, echo, all } = current;
       for (const s of all) await waitReady(s, 300);
       for (const s of all) await measure(s, 'warm-up', 0, { concurrency: 8, durationS: 1 });
@@ -206,7 +224,7 @@ export async function comparePolicies(options: PolicyOptions): Promise<string> {
       rounds: options.rounds,
       durationS: options.durationS,
       half,
-      echo: existsSync(echoPath),
+      echo: echoPath !== null,
       hop,
       runs,
       h2load: h2runs,
@@ -246,24 +264,24 @@ export function redrawPolicies(outDir: string): string {
 
 function report(results: PolicyResults, outDir: string): string {
   const { runs, h2load: h2runs, half, hop } = results;
-  const levels = LEVELS;
   const named = (name: string) => ({ name });
   const servers = SMALL.map(([name]) => named(name));
   const twin = named(TWIN);
   const heavy = SMALL.slice(1).map(([name]) => named(`heavy ${name}`));
   const heavyTwin = named(HEAVY_TWIN);
   const echo = results.echo ? named(ECHO) : null;
-  const of = (server: string, load: string) => runs.filter((r) => r.server === server && r.load === load).sort((a, b) => a.round - b.round);
-  const med = (server: string, load: string, pick: (r: PolicyRun) => number) => median(of(server, load).map(pick));
-  /** Server a's figure over server b's, both from the same round, a ratio a round. */
-  const ratios = (a: string, b: string, load: string, pick: (r: PolicyRun) => number) => byRound(of(a, load), of(b, load), pick);
-  const paired = (a: string, b: string, load: string, pick: (r: PolicyRun) => number) => median(ratios(a, b, load, pick));
+  const node = figures(runs, (r) => r.load);
+  const h2 = figures(h2runs, (r) => r.concurrency);
+  const { of, med, ratios, paired } = node;
   const rate = (r: PolicyRun) => r.result.requestsPerSecond;
   const mean = (r: PolicyRun) => r.result.latencyMs.mean;
   const p99 = (r: PolicyRun) => r.result.latencyMs.p99;
   const cpu = (r: PolicyRun) => r.cpuUsPerCall;
   /** The server's own p99, receipt to result (the answers' latency_ms): none of the generator's queueing in it. */
   const serverP99 = (r: PolicyRun) => r.result.server?.serverUsP99 ?? NaN;
+  const calls = (r: H2Run) => r.callsPerSecond;
+  const roundTrip = (r: H2Run) => r.meanUs;
+  const h2cpu = (r: H2Run) => r.cpuUsPerCall;
   const table = (load: string, list: Array<{ name: string }>, baseline: string) => [
     `| server | calls/s (each round) | calls/s vs ${baseline} | mean µs | p99 µs | p99 µs each round | server's own p99 µs | CPU µs a call | CPU vs ${baseline} | batch rows |`,
     '|---|---|---|---|---|---|---|---|---|---|',
@@ -273,65 +291,54 @@ function report(results: PolicyResults, outDir: string): string {
       return `| ${s.name} | ${rounds.map((r) => rate(r).toFixed(0)).join(', ')} | ${paired(s.name, baseline, load, rate).toFixed(2)}× | ${(med(s.name, load, mean) * 1000).toFixed(0)} | ${(med(s.name, load, p99) * 1000).toFixed(0)} | ${rounds.map((r) => (p99(r) * 1000).toFixed(0)).join(', ')} | ${echoed ? '-' : med(s.name, load, serverP99).toFixed(0)} | ${med(s.name, load, cpu).toFixed(0)} | ${echoed ? '-' : `${paired(s.name, baseline, load, cpu).toFixed(2)}×`} | ${rounds[0]?.result.server ? med(s.name, load, (r) => r.result.server?.batchRowsMean ?? 0).toFixed(1) : '-'} |`;
     }),
   ];
-  const [batchOne, adaptive] = [servers[0].name, servers[1].name];
-  const fixedNames = servers.slice(2).map((s) => s.name);
-  const bestFixed = (load: string, pick: (r: PolicyRun) => number, higher: boolean) =>
-    fixedNames.reduce((best, name) => ((higher ? med(name, load, pick) > med(best, load, pick) : med(name, load, pick) < med(best, load, pick)) ? name : best));
-  const lines: string[] = [];
-  lines.push('| target | measured | |', '|---|---|---|');
-  /** A target line: the ratio, its threshold, and the A/A pair's per-round ratios of the same figure for the band. */
-  const target = (label: string, ratio: number, threshold: number, higherIsBetter: boolean, twinRatios: number[], detail: string) => {
-    const band = noiseBand(twinRatios);
-    const aa = twinRatios.length > 0 ? `; A/A pair each round ${twinRatios.map((r) => r.toFixed(2)).join(', ')}` : '';
-    lines.push(`| ${label} | ${ratio.toFixed(2)}×${detail ? ` (${detail}${aa})` : aa ? ` (${aa.slice(2)})` : ''} | ${verdict(ratio, threshold, higherIsBetter, band)} |`);
-  };
-  target('c=1: adaptive ≥ 0.98× the calls/s of MAX_BATCH_SIZE=1', paired(adaptive, batchOne, 'c=1', rate), 0.98, true, ratios(adaptive, twin.name, 'c=1', rate), '');
-  target('c=1: adaptive no more CPU a call than MAX_BATCH_SIZE=1 (≤ 1.02×)', paired(adaptive, batchOne, 'c=1', cpu), 1.02, false, ratios(adaptive, twin.name, 'c=1', cpu), '');
-  if (echo) {
-    target("c=1: mean round trip ≤ 1.5× the echo server's", paired(adaptive, echo.name, 'c=1', mean), 1.5, false, ratios(adaptive, twin.name, 'c=1', mean), `MAX_BATCH_SIZE=1 ${paired(batchOne, echo.name, 'c=1', mean).toFixed(2)}×`);
-  }
-  const sat = (load: string, list: string[], twinName: string, label: string) => {
-    const best = list.slice(1).reduce((b, n) => (med(n, load, rate) > med(b, load, rate) ? n : b), list[1]);
-    target(`${label}: adaptive ≥ the best fixed delay (${best.replace(/^heavy /, '')})`, paired(list[0], best, load, rate), 1, true, ratios(list[0], twinName, load, rate), '');
-  };
-  sat('c=64', [adaptive, ...fixedNames], twin.name, 'saturation, small model (c=64)');
-  sat('heavy c=64', heavy.map((s) => s.name), heavyTwin.name, 'saturation, heavy model (c=64)');
-  // The same targets under h2load, where it ran (heavy model runs are filed as concurrency -64).
-  const h2of = (server: string, concurrency: number) => h2runs.filter((r) => r.server === server && r.concurrency === concurrency).sort((a, b) => a.round - b.round);
-  const h2ratios = (a: string, b: string, concurrency: number, pick: (r: H2Run) => number) => byRound(h2of(a, concurrency), h2of(b, concurrency), pick);
-  const h2paired = (a: string, b: string, concurrency: number, pick: (r: H2Run) => number) => median(h2ratios(a, b, concurrency, pick));
-  const h2med = (server: string, concurrency: number, pick: (r: H2Run) => number) => median(h2of(server, concurrency).map(pick));
-  const calls = (r: H2Run) => r.callsPerSecond;
-  const roundTrip = (r: H2Run) => r.meanUs;
-  const h2cpu = (r: H2Run) => r.cpuUsPerCall;
-  if (h2runs.length > 0) {
-    target('h2load c=1: adaptive ≥ 0.98× the calls/s of MAX_BATCH_SIZE=1', h2paired(adaptive, batchOne, 1, calls), 0.98, true, h2ratios(adaptive, twin.name, 1, calls), '');
-    target('h2load c=1: adaptive no more CPU a call than MAX_BATCH_SIZE=1 (≤ 1.02×)', h2paired(adaptive, batchOne, 1, h2cpu), 1.02, false, h2ratios(adaptive, twin.name, 1, h2cpu), '');
-    if (echo) {
-      const echoUs = h2med(echo.name, 1, roundTrip);
-      target("h2load c=1: mean round trip ≤ 1.5× the echo server's", h2paired(adaptive, echo.name, 1, roundTrip), 1.5, false, h2ratios(adaptive, twin.name, 1, roundTrip),
-        `${h2med(adaptive, 1, roundTrip).toFixed(0)} vs ${echoUs.toFixed(0)} µs; MAX_BATCH_SIZE=1 ${h2paired(batchOne, echo.name, 1, roundTrip).toFixed(2)}×`);
-    }
-    for (const [concurrency, list, twinName, label] of [[64, [adaptive, ...fixedNames], twin.name, 'small'], [-64, heavy.map((h) => h.name), heavyTwin.name, 'heavy']] as Array<[number, string[], string, string]>) {
-      const best = list.slice(1).reduce((b, n) => (h2med(n, concurrency, calls) > h2med(b, concurrency, calls) ? n : b), list[1]);
-      target(`h2load saturation, ${label} model (c=64): adaptive ≥ the best fixed delay (${best.replace(/^heavy /, '')})`, h2paired(list[0], best, concurrency, calls), 1, true, h2ratios(list[0], twinName, concurrency, calls), '');
-    }
-  }
-  // What the round-trip target leaves for everything tickserve does that the echo server does not, against the
-  // worker hop alone (bench/hop.ts, measured in this process before the first round's servers started).
-  const echoUs = echo === null ? NaN : h2runs.length > 0 ? h2med(echo.name, 1, roundTrip) : med(echo.name, 'c=1', mean) * 1000;
-  if (echo !== null) {
-    const each = hop.each === undefined ? '' : ` (each run: ${hop.each.poolUs.map((v) => v.toFixed(0)).join(', ')})`;
-    lines.push(`| c=1 budget: 1.5× the echo server's round trip (${echoUs.toFixed(0)} µs${h2runs.length > 0 ? ', h2load' : ''}) leaves ${(echoUs / 2).toFixed(0)} µs over it | the worker pool's round trip alone, one-row batches one at a time, no gRPC: ${hop.poolUs.toFixed(0)} µs${each} (inside it, onnxruntime's run, hot: ${hop.computeUs.toFixed(0)} µs; a bare postMessage round trip between two threads: ${hop.pingPongUs.toFixed(0)} µs) | the hop alone: ${((100 * hop.poolUs) / (echoUs / 2)).toFixed(0)}% of the budget |`);
-  }
   const h2table = (concurrency: number, list: Array<{ name: string }>, baseline: string) => [
     `| server | calls/s (each round) | calls/s vs ${baseline} | mean round trip µs | CPU µs a call | CPU vs ${baseline} | failed |`,
     '|---|---|---|---|---|---|---|',
     ...list.map((sv) => {
-      const rounds = h2of(sv.name, concurrency);
-      return `| ${sv.name} | ${rounds.map((r) => r.callsPerSecond.toFixed(0)).join(', ')} | ${h2paired(sv.name, baseline, concurrency, (r) => r.callsPerSecond).toFixed(2)}× | ${h2med(sv.name, concurrency, (r) => r.meanUs).toFixed(0)} | ${h2med(sv.name, concurrency, (r) => r.cpuUsPerCall).toFixed(0)} | ${h2paired(sv.name, baseline, concurrency, (r) => r.cpuUsPerCall).toFixed(2)}× | ${rounds.reduce((n, r) => n + r.failed, 0)} |`;
+      const rounds = h2.of(sv.name, concurrency);
+      return `| ${sv.name} | ${rounds.map((r) => calls(r).toFixed(0)).join(', ')} | ${h2.paired(sv.name, baseline, concurrency, calls).toFixed(2)}× | ${h2.med(sv.name, concurrency, roundTrip).toFixed(0)} | ${h2.med(sv.name, concurrency, h2cpu).toFixed(0)} | ${h2.paired(sv.name, baseline, concurrency, h2cpu).toFixed(2)}× | ${rounds.reduce((n, r) => n + r.failed, 0)} |`;
     }),
   ];
+  const [batchOne, adaptive] = [servers[0].name, servers[1].name];
+  const fixedNames = servers.slice(2).map((s) => s.name);
+  const lines: string[] = [];
+  lines.push('| target | measured | |', '|---|---|---|');
+  /** A target line: the ratio, its threshold, and the A/A pair's per-round ratios of the same figure for the band. */
+  const target = (label: string, ratio: number, threshold: number, higherIsBetter: boolean, twinRatios: number[], detail = '') => {
+    const aa = twinRatios.length > 0 ? `A/A pair each round ${twinRatios.map((r) => r.toFixed(2)).join(', ')}` : '';
+    const notes = [detail, aa].filter((note) => note !== '').join('; ');
+    lines.push(`| ${label} | ${ratio.toFixed(2)}×${notes ? ` (${notes})` : ''} | ${verdict(ratio, threshold, higherIsBetter, noiseBand(twinRatios))} |`);
+  };
+  /** Adaptive (the first of `names`) against the fastest of the others, judged against its A/A twin. */
+  const saturation = <R extends Run>(f: Figures<R>, key: string | number, names: string[], twinName: string, pick: (r: R) => number, label: string) => {
+    const best = f.best(names.slice(1), key, pick, true);
+    target(`${label}: adaptive ≥ the best fixed delay (${best.replace(/^heavy /, '')})`, f.paired(names[0], best, key, pick), 1, true, f.ratios(names[0], twinName, key, pick));
+  };
+  target('c=1: adaptive ≥ 0.98× the calls/s of MAX_BATCH_SIZE=1', paired(adaptive, batchOne, 'c=1', rate), 0.98, true, ratios(adaptive, twin.name, 'c=1', rate));
+  target('c=1: adaptive no more CPU a call than MAX_BATCH_SIZE=1 (≤ 1.02×)', paired(adaptive, batchOne, 'c=1', cpu), 1.02, false, ratios(adaptive, twin.name, 'c=1', cpu));
+  if (echo) {
+    target("c=1: mean round trip ≤ 1.5× the echo server's", paired(adaptive, echo.name, 'c=1', mean), 1.5, false, ratios(adaptive, twin.name, 'c=1', mean), `MAX_BATCH_SIZE=1 ${paired(batchOne, echo.name, 'c=1', mean).toFixed(2)}×`);
+  }
+  saturation(node, 'c=64', [adaptive, ...fixedNames], twin.name, rate, 'saturation, small model (c=64)');
+  saturation(node, 'heavy c=64', heavy.map((s) => s.name), heavyTwin.name, rate, 'saturation, heavy model (c=64)');
+  // The echo server's round trip at one call at a time: h2load's where it ran, else the Node generator's.
+  const echoUs = echo === null ? NaN : h2runs.length > 0 ? h2.med(echo.name, 1, roundTrip) : med(echo.name, 'c=1', mean) * 1000;
+  // The same targets under h2load, where it ran (heavy model runs are filed as concurrency -64).
+  if (h2runs.length > 0) {
+    target('h2load c=1: adaptive ≥ 0.98× the calls/s of MAX_BATCH_SIZE=1', h2.paired(adaptive, batchOne, 1, calls), 0.98, true, h2.ratios(adaptive, twin.name, 1, calls));
+    target('h2load c=1: adaptive no more CPU a call than MAX_BATCH_SIZE=1 (≤ 1.02×)', h2.paired(adaptive, batchOne, 1, h2cpu), 1.02, false, h2.ratios(adaptive, twin.name, 1, h2cpu));
+    if (echo) {
+      target("h2load c=1: mean round trip ≤ 1.5× the echo server's", h2.paired(adaptive, echo.name, 1, roundTrip), 1.5, false, h2.ratios(adaptive, twin.name, 1, roundTrip),
+        `${h2.med(adaptive, 1, roundTrip).toFixed(0)} vs ${echoUs.toFixed(0)} µs; MAX_BATCH_SIZE=1 ${h2.paired(batchOne, echo.name, 1, roundTrip).toFixed(2)}×`);
+    }
+    saturation(h2, 64, [adaptive, ...fixedNames], twin.name, calls, 'h2load saturation, small model (c=64)');
+    saturation(h2, -64, heavy.map((h) => h.name), heavyTwin.name, calls, 'h2load saturation, heavy model (c=64)');
+  }
+  // What the round-trip target leaves for everything tickserve does that the echo server does not, against the
+  // worker hop alone (bench/hop.ts, measured in this process before the first round's servers started).
+  if (echo !== null) {
+    lines.push(`| c=1 budget: 1.5× the echo server's round trip (${echoUs.toFixed(0)} µs${h2runs.length > 0 ? ', h2load' : ''}) leaves ${(echoUs / 2).toFixed(0)} µs over it | the worker pool's round trip alone, one-row batches one at a time, no gRPC: ${hop.poolUs.toFixed(0)} µs${hop.each === undefined ? '' : ` (each run: ${hop.each.poolUs.map((v) => v.toFixed(0)).join(', ')})`} (inside it, onnxruntime's run, hot: ${hop.computeUs.toFixed(0)} µs; a bare postMessage round trip between two threads: ${hop.pingPongUs.toFixed(0)} µs) | the hop alone: ${((100 * hop.poolUs) / (echoUs / 2)).toFixed(0)}% of the budget |`);
+  }
   const h2sections = h2runs.length === 0 ? ['h2load is not installed: the closed loops ran under the Node generator only.', ''] : [
     '### Closed loop under h2load (one connection, c calls in flight)',
     '',
@@ -353,18 +360,18 @@ function report(results: PolicyResults, outDir: string): string {
   const poisson = `poisson ${half}/s`;
   const bursts = `bursts ${half}/s`;
   for (const [load, label] of [[poisson, `Poisson at half the peak (${half}/s)`], [bursts, `on/off bursts, ${half}/s mean (${2 * half}/s for 50 ms, then 50 ms off)`]]) {
-    const bestP99 = bestFixed(load, p99, false);
+    const bestP99 = node.best(fixedNames, load, p99, false);
     const echoP99 = echo ? `; the echo server's own p99 ${(med(echo.name, load, p99) * 1000).toFixed(0)} µs` : '';
     target(`${label}: adaptive p99 ≤ the best fixed delay's (${bestP99}; ≤ 1.05×)`, paired(adaptive, bestP99, load, p99), P99_MARGIN, false, ratios(adaptive, twin.name, load, p99),
       `${(med(adaptive, load, p99) * 1000).toFixed(0)} vs ${(med(bestP99, load, p99) * 1000).toFixed(0)} µs${echoP99}`);
-    const bestServer = fixedNames.reduce((best, name) => (med(name, load, serverP99) < med(best, load, serverP99) ? name : best));
+    const bestServer = node.best(fixedNames, load, serverP99, false);
     target(`${label}, the server's own p99 (receipt to result): adaptive ≤ the best fixed delay's (${bestServer}; ≤ 1.05×)`, paired(adaptive, bestServer, load, serverP99), P99_MARGIN, false,
       ratios(adaptive, twin.name, load, serverP99), `${med(adaptive, load, serverP99).toFixed(0)} vs ${med(bestServer, load, serverP99).toFixed(0)} µs`);
   }
 
   const series: PlotSeries[] = servers.map((s) => ({
     name: s.name,
-    points: levels.map((c) => ({ throughput: med(s.name, `c=${c}`, rate), p50Ms: med(s.name, `c=${c}`, (r) => r.result.latencyMs.p50), p99Ms: med(s.name, `c=${c}`, p99) })),
+    points: LEVELS.map((c) => ({ throughput: med(s.name, `c=${c}`, rate), p50Ms: med(s.name, `c=${c}`, (r) => r.result.latencyMs.p50), p99Ms: med(s.name, `c=${c}`, p99) })),
   }));
   writeFileSync(path.join(outDir, 'policies.svg'), latencyPlot('Predict, small model: latency vs load by batch delay policy (closed loop c = 1, 8, 64)', series, 'calls/s'));
 
@@ -391,7 +398,7 @@ function report(results: PolicyResults, outDir: string): string {
     ...h2sections,
     '### Closed loop under the Node generator',
     '',
-    ...levels.flatMap((c) => [`#### c=${c}, small model`, '', ...table(`c=${c}`, c === 8 ? servers : [...(c === 1 && echo ? [echo] : []), ...servers, twin], batchOne), '']),
+    ...LEVELS.flatMap((c) => [`#### c=${c}, small model`, '', ...table(`c=${c}`, c === 8 ? servers : [...(c === 1 && echo ? [echo] : []), ...servers, twin], batchOne), '']),
     '#### c=64, heavy model',
     '',
     ...table('heavy c=64', [...heavy, heavyTwin], heavy[1].name),

@@ -18,7 +18,6 @@ export interface Target {
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export { median } from './stats';
 
 /** This server on 127.0.0.1:port with `env` over the bench defaults (quiet logs, no metrics port). */
 export function startTickserve(name: string, port: number, env: Record<string, string>, width: number): Target {

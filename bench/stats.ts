@@ -9,6 +9,15 @@ export function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/** a's figure over b's for every round both ran, by round number (a round either lacks is left out). */
+export function ratiosByRound<R extends { round: number }>(a: R[], b: R[], pick: (r: R) => number): number[] {
+  const bs = new Map(b.map((r) => [r.round, r]));
+  return a.flatMap((r) => {
+    const other = bs.get(r.round);
+    return other === undefined ? [] : [pick(r) / pick(other)];
+  });
+}
+
 /** Student's t, two-sided 95%, by degrees of freedom (1–9); 2.0 beyond (within 10% from 10 on). */
 const T_95 = [NaN, 12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26];
 
