@@ -161,7 +161,6 @@ export class Batcher {
   /** Under BATCH_DELAY=adaptive only; null under fixed, which predicts nothing and refuses nothing early. */
   private readonly controller: AdaptiveController | null;
   /** Each slab's batch while in flight: its dispatch time and rows (for when a worker is predicted to free up). */
-  private readonly slabDispatchedAt: Float64Array;
   private readonly slabRows: Int32Array;
   /**
    * When a worker was free for each slab's batch: its dispatch, or, for one dispatched while every worker was busy,
@@ -205,7 +204,6 @@ export class Batcher {
     this.members = options.slabs.map(() => []);
     this.workers = options.workers ?? options.slabs.length;
     this.controller = options.batchDelay === 'adaptive' ? new AdaptiveController(this.workers) : null;
-    this.slabDispatchedAt = new Float64Array(options.slabs.length);
     this.slabRows = new Int32Array(options.slabs.length);
     this.slabStartedAt = new Float64Array(options.slabs.length);
   }
@@ -510,7 +508,6 @@ export class Batcher {
       return;
     }
     const members = this.members[slab];
-    this.slabDispatchedAt[slab] = now;
     this.slabRows[slab] = rows;
     if (this.inFlightBatches <= this.workers) {
       this.slabStartedAt[slab] = now;

@@ -447,7 +447,7 @@ export class InferenceServer {
     // What keeps a model that is not loaded from loading: in explicit mode, that nobody asked (or its problem, if it
     // has one); in the other modes, which load everything they can, why it has nothing to load.
     const explicit = this.config.modelControlMode === 'explicit';
-    return scanRepository(this.watcher.root).map((m) => ({ name: m.name, reason: modelProblem(m) ?? (explicit ? 'unloaded' : noVersionReason(m)) }));
+    return scanRepository(this.watcher.root).map((m) => ({ name: m.name, reason: explicit ? modelProblem(m) ?? 'unloaded' : noVersionReason(m) }));
   }
 
   /**

@@ -284,30 +284,24 @@ export class Telemetry {
     // ModelStatistics' counters, read as they are: the v2 API and Prometheus never disagree. A version loaded again
     // (a reload, or unloaded and loaded) is a new instance with counters from 0: the figures of its instances gone
     // are carried (VersionTotals), so that each series only ever grows, as a Prometheus counter must.
-    this.meter.createObservableCounter('tickserve.inference.count', { description: 'Rows computed (Triton\'s inference_count), by model and version' })
-      .addCallback((result) => {
-        for (const v of this.totals()) result.observe(v.inferenceCount, v.attributes);
-      });
-    this.meter.createObservableCounter('tickserve.execution.count', { description: 'Batches run (Triton\'s execution_count), by model and version' })
-      .addCallback((result) => {
-        for (const v of this.totals()) result.observe(v.executionCount, v.attributes);
-      });
-    this.meter.createObservableCounter('tickserve.inference.requests', { description: 'Requests answered, by model, version and outcome (success, fail)' })
-      .addCallback((result) => {
-        for (const v of this.totals()) {
-          result.observe(v.successCount, { ...v.attributes, outcome: 'success' });
-          result.observe(v.failCount, { ...v.attributes, outcome: 'fail' });
-        }
-      });
-    this.meter.createObservableCounter('tickserve.inference.duration_ns', {
+    const inferenceCount = this.meter.createObservableCounter('tickserve.inference.count', { description: 'Rows computed (Triton\'s inference_count), by model and version' });
+    const executionCount = this.meter.createObservableCounter('tickserve.execution.count', { description: 'Batches run (Triton\'s execution_count), by model and version' });
+    const requests = this.meter.createObservableCounter('tickserve.inference.requests', { description: 'Requests answered, by model, version and outcome (success, fail)' });
+    const durationNs = this.meter.createObservableCounter('tickserve.inference.duration_ns', {
       description: 'Summed request time in nanoseconds by phase (success, fail, queue, compute_infer), as ModelStatistics reports it',
-    }).addCallback((result) => {
+    });
+    // One callback for the four, so that a collection adds the versions' figures up once.
+    this.meter.addBatchObservableCallback((observer) => {
       for (const v of this.totals()) {
+        observer.observe(inferenceCount, v.inferenceCount, v.attributes);
+        observer.observe(executionCount, v.executionCount, v.attributes);
+        observer.observe(requests, v.successCount, { ...v.attributes, outcome: 'success' });
+        observer.observe(requests, v.failCount, { ...v.attributes, outcome: 'fail' });
         for (const [phase, ns] of [['success', v.successNs], ['fail', v.failNs], ['queue', v.queueNs], ['compute_infer', v.computeNs]] as const) {
-          result.observe(ns, { ...v.attributes, phase });
+          observer.observe(durationNs, ns, { ...v.attributes, phase });
         }
       }
-    });
+    }, [inferenceCount, executionCount, requests, durationNs]);
     this.meter.createObservableGauge('tickserve.queue.depth', { description: 'Rows waiting in a version\'s batcher queue', unit: '{row}' })
       .addCallback((result) => {
         for (const v of this.sources?.versions() ?? []) result.observe(v.queuedRows(), versionAttributes(v.name, v.version));

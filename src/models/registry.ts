@@ -146,13 +146,17 @@ export class ModelRegistry {
   }
 
   private servedNames(): string {
-    const names = [...this.models.values()].filter((e) => e.wanted).map((e) => `"${e.name}"`);
-    return names.length > 0 ? names.join(', ') : 'none';
+    return this.quotedNames(() => true);
   }
 
   /** Models with a version ready, for a refusal's message. */
   private readyNames(): string {
-    const names = [...this.models.values()].filter((e) => e.wanted && this.statusOf(e).some((s) => s.state === 'READY')).map((e) => `"${e.name}"`);
+    return this.quotedNames((e) => this.statusOf(e).some((s) => s.state === 'READY'));
+  }
+
+  /** The served models that `pick` keeps, quoted, for a message; "none" if none. */
+  private quotedNames(pick: (entry: ModelEntry) => boolean): string {
+    const names = [...this.models.values()].filter((e) => e.wanted && pick(e)).map((e) => `"${e.name}"`);
     return names.length > 0 ? names.join(', ') : 'none';
   }
 

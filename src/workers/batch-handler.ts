@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { claimSlab, markStarted, slabViews, startsView, takeWorkerSlot, unclaimSlab, type TaskStarts } from '../batching/slab';
 import { ELEMENT_BYTES, ORT_TYPES, packBytesElements, type Datatype } from '../models/tensor';
 import { outputShapeError } from './model-info';
-import type { BatchDone, BatchTask, MessageOutput, WorkerInit } from './protocol';
+import { deviceOf, type BatchDone, type BatchTask, type MessageOutput, type WorkerInit } from './protocol';
 import { openSession } from './session';
 
 export type BatchHandler = (task: BatchTask) => Promise<BatchDone>;
@@ -89,7 +89,7 @@ const encodeStrings = (strings: readonly string[]): Uint8Array => packBytesEleme
 
 export async function startWorker(init: WorkerInit): Promise<{ handler: BatchHandler; identity: WorkerIdentity; starts: TaskStarts }> {
   const identity = { worker: takeWorkerSlot(init.workerSlots, threadId), threadId };
-  const device = init.deviceIds.length > 0 ? init.deviceIds[identity.worker % init.deviceIds.length] : identity.worker;
+  const device = deviceOf(init.deviceIds, identity.worker);
   const session = await openSession(init.modelPath, init.executionProvider, init.intraOpThreads, device);
   const { layout } = init;
   const slabs = init.slabs.map((slab) => slabViews(slab, layout));

@@ -35,7 +35,7 @@ export interface WorkerInit {
    * its GPU), so a replacement takes the id and GPU of the worker it replaces.
    */
   workerSlots: SharedArrayBuffer;
-  /** With CUDA: the GPU of worker i is deviceIds[i % length]; empty: GPU i. */
+  /** With CUDA: the GPU of worker i (deviceOf). */
   deviceIds: number[];
   /** Batches each worker runs once, before it takes any task, so that no real request pays a first run. */
   warmup: WarmupSample[];
@@ -91,3 +91,7 @@ export interface BatchDone {
   /** Set when a worker that reported a fault was given another batch: it left the batch untouched; run it again. */
   retired?: boolean;
 }
+
+/** With CUDA, the GPU of worker `worker`: deviceIds[worker % length], or GPU `worker` when none are listed. */
+export const deviceOf = (deviceIds: readonly number[], worker: number): number =>
+  deviceIds.length > 0 ? deviceIds[worker % deviceIds.length] : worker;

@@ -8,6 +8,7 @@ import type { ModelConfig } from '../../models/config';
 import type { ModelInstance } from '../../models/instance';
 import type { Initiator } from '../../models/registry';
 import type { InferenceStatistics } from '../../models/statistics';
+import { deviceOf } from '../../workers/protocol';
 import { PACKAGE_ROOT } from '../config';
 import { invalidArgument, toServingError, unimplemented } from '../errors';
 import type { HandlerContext } from '../handlers/context';
@@ -267,7 +268,7 @@ function instanceGroups(name: string, effective: ModelInstance['effective']) {
   if (effective.executionProvider !== 'cuda') return [{ name: `${name}_0`, count: effective.workers, kind: 'KIND_CPU', gpus: [] }];
   const perGpu = new Map<number, number>();
   for (let worker = 0; worker < effective.workers; worker++) {
-    const gpu = effective.deviceIds.length > 0 ? effective.deviceIds[worker % effective.deviceIds.length] : worker;
+    const gpu = deviceOf(effective.deviceIds, worker);
     perGpu.set(gpu, (perGpu.get(gpu) ?? 0) + 1);
   }
   return [...perGpu].map(([gpu, count], i) => ({ name: `${name}_${i}`, count, kind: 'KIND_GPU', gpus: [gpu] }));
